@@ -1,0 +1,1 @@
+"""motcua engine: models, SpiffWorkflow runtime wrapper, calendar and use cases (no Flask)."""

@@ -1,0 +1,70 @@
+"""Administration use cases: units, users and role grants, calendar overrides."""
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import Conflict, InvalidInput, NotFound
+from .models import CalendarDay, Role, RoleGrant, Unit, User
+from .security import hash_password
+
+UNIT_CODE_RE = re.compile(r"^[A-Za-z0-9.]{2,32}$")
+
+
+def add_unit(session: Session, code: str, name: str, parent_code: str | None = None) -> Unit:
+    if not UNIT_CODE_RE.match(code or ""):
+        raise InvalidInput("unit code: 2-32 letters, digits or dots", errors={"code": code})
+    if session.scalar(select(Unit).where(Unit.code == code)):
+        raise Conflict(f"unit {code} already exists")
+    parent = None
+    if parent_code:
+        parent = session.scalar(select(Unit).where(Unit.code == parent_code))
+        if parent is None:
+            raise NotFound(f"no unit {parent_code}")
+    unit = Unit(code=code, name=name.strip(), parent_id=parent.id if parent else None)
+    session.add(unit)
+    session.commit()
+    return unit
+
+
+def add_user(session: Session, username: str, password: str, grants: list[tuple[str, str]], full_name: str = "") -> User:
+    """grants: (unit code, role code) pairs."""
+    if session.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"user {username} already exists")
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), errors={"password": str(exc)}) from None
+    user = User(username=username, full_name=full_name or username, password_hash=password_hash)
+    for unit_code, role in grants:
+        unit = session.scalar(select(Unit).where(Unit.code == unit_code))
+        if unit is None:
+            raise NotFound(f"no unit {unit_code}")
+        if session.get(Role, role) is None:
+            raise NotFound(f"no role {role}")
+        user.grants.append(RoleGrant(unit_id=unit.id, role=role))
+    session.add(user)
+    session.commit()
+    return user
+
+
+def set_calendar_day(session: Session, day: date, kind: str, note: str = "") -> None:
+    """Admin override: `holiday` (extra day off), `workday` (make-up working day) or `clear`."""
+    from .dossiers import invalidate_calendar
+
+    row = session.get(CalendarDay, day)
+    if kind == "clear":
+        if row is not None:
+            session.delete(row)
+    elif kind in ("holiday", "workday"):
+        if row is None:
+            session.add(CalendarDay(day=day, kind=kind, note=note))
+        else:
+            row.kind, row.note = kind, note
+    else:
+        raise InvalidInput("kind must be holiday, workday or clear", errors={"kind": kind})
+    session.commit()
+    invalidate_calendar()

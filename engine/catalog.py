@@ -1,0 +1,202 @@
+"""Procedure catalog: procedures, legal bases, immutable numbered versions, loading processes/."""
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import clock, validation
+from .errors import BpmnInvalid, Conflict, InvalidInput, NotFound, ProcedureNotAccepting, VersionImmutable
+from .models import (
+    LEVELS, ONLINE_LEVELS, LegalDocument, ProcessSpec, Procedure, ProcedureVersion, Role,
+)
+from .runtime import SERIALIZER_VERSION
+from .workcal import load_calendar
+
+CODE_RE = re.compile(r"^[1-3]\.\d{6}$")
+
+
+def known_roles(session: Session) -> set[str]:
+    return set(session.scalars(select(Role.code).where(Role.is_system.is_(False))))
+
+
+def _validate_procedure_fields(data: dict) -> dict:
+    errors: dict[str, str] = {}
+    if not CODE_RE.match(str(data.get("code", ""))):
+        errors["code"] = "procedure code must look like 1.004227"
+    for key in ("name", "field"):
+        if not str(data.get(key, "")).strip():
+            errors[key] = "required"
+    if data.get("level") not in LEVELS:
+        errors["level"] = f"one of {', '.join(LEVELS)}"
+    if data.get("online_level") not in ONLINE_LEVELS:
+        errors["online_level"] = f"one of {', '.join(ONLINE_LEVELS)}"
+    days = data.get("statutory_days")
+    if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 365:
+        errors["statutory_days"] = "a whole number of working days between 0 and 365"
+    seen = set()
+    for i, comp in enumerate(data.get("components") or []):
+        code = str(comp.get("code", "")).strip()
+        if not code or not str(comp.get("name", "")).strip():
+            errors[f"components.{i}"] = "each component needs a code and a name"
+        elif code in seen:
+            errors[f"components.{i}"] = f"duplicate component code {code}"
+        seen.add(code)
+    if errors:
+        raise InvalidInput("the procedure is not valid", errors=errors)
+    return data
+
+
+def upsert_procedure(session: Session, data: dict, *, create_only: bool = False) -> Procedure:
+    """Create (or, for catalog loading, update) a procedure with its components and legal bases."""
+    _validate_procedure_fields(data)
+    proc = session.scalar(select(Procedure).where(Procedure.code == data["code"]))
+    if proc is not None and create_only:
+        raise Conflict(f"procedure {data['code']} already exists")
+    if proc is None:
+        proc = Procedure(code=data["code"], created_at=clock.now())
+        session.add(proc)
+    proc.name = data["name"].strip()
+    proc.field = data["field"].strip()
+    proc.level = data["level"]
+    proc.statutory_days = data["statutory_days"]
+    proc.fee = str(data.get("fee", ""))
+    proc.online_level = data["online_level"]
+    proc.supplement_window_days = int(data.get("supplement_window_days", 3))
+    proc.components = [
+        {"code": str(c["code"]).strip(), "name": str(c["name"]).strip(), "required": bool(c.get("required", True)),
+         "copies": int(c.get("copies", 1))}
+        for c in data.get("components") or []
+    ]
+    bases = []
+    for basis in data.get("legal_bases") or []:
+        doc = session.scalar(select(LegalDocument).where(LegalDocument.number == basis["number"]))
+        if doc is None:
+            doc = LegalDocument(number=basis["number"])
+            session.add(doc)
+        doc.title = basis.get("title", doc.title or "")
+        doc.effective_from = _as_date(basis.get("effective_from")) or doc.effective_from or date(1900, 1, 1)
+        doc.expires_on = _as_date(basis.get("expires_on"))
+        bases.append(doc)
+    proc.legal_bases = bases
+    session.flush()
+    return proc
+
+
+def _as_date(value) -> date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(f"'{value}' is not a date (YYYY-MM-DD)", errors={"date": str(value)}) from None
+
+
+def create_version(session: Session, procedure_code: str, bpmn_xml: str | bytes, notes: str = "") -> tuple[ProcedureVersion, list]:
+    """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable."""
+    proc = get_procedure(session, procedure_code)
+    calendar = load_calendar(session)
+    result = validation.validate(bpmn_xml, proc.statutory_days, known_roles(session), calendar)
+    if not result.valid:
+        raise BpmnInvalid("the BPMN is not executable", [p.as_dict() for p in result.problems])
+    xml_text = bpmn_xml.decode("utf-8") if isinstance(bpmn_xml, bytes) else bpmn_xml
+    parsed = result.parsed
+    if session.get(ProcessSpec, parsed.spec_hash) is None:
+        session.add(ProcessSpec(hash=parsed.spec_hash, serializer_version=SERIALIZER_VERSION, spec_json=parsed.spec_json))
+    number = (session.scalar(
+        select(ProcedureVersion.number).where(ProcedureVersion.procedure_id == proc.id)
+        .order_by(ProcedureVersion.number.desc()).limit(1)
+    ) or 0) + 1
+    meta = {
+        "statutory_days": proc.statutory_days,
+        "supplement_window_days": proc.supplement_window_days,
+        "components": proc.components,
+        "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions}
+                  for s in result.model.steps.values()},
+        "supplement_events": result.model.supplement_events,
+    }
+    version = ProcedureVersion(
+        procedure_id=proc.id, number=number, status="draft", bpmn_xml=xml_text,
+        bpmn_sha256=hashlib.sha256(xml_text.encode("utf-8")).hexdigest(), spec_hash=parsed.spec_hash,
+        process_id=parsed.process_id, meta=meta, notes=notes, created_at=clock.now(),
+    )
+    session.add(version)
+    session.flush()
+    return version, [p.as_dict() for p in result.problems]
+
+
+def publish_version(session: Session, procedure_code: str, number: int, effective_from: date) -> ProcedureVersion:
+    proc = get_procedure(session, procedure_code)
+    version = session.scalar(select(ProcedureVersion).where(
+        ProcedureVersion.procedure_id == proc.id, ProcedureVersion.number == number))
+    if version is None:
+        raise NotFound(f"procedure {procedure_code} has no version {number}")
+    if version.status != "draft":
+        raise VersionImmutable(f"version {number} is already {version.status}; publish a new version instead")
+    version.status = "published"
+    version.effective_from = effective_from
+    version.published_at = clock.now()
+    session.flush()
+    return version
+
+
+def get_procedure(session: Session, code: str) -> Procedure:
+    proc = session.scalar(select(Procedure).where(Procedure.code == code))
+    if proc is None:
+        raise NotFound(f"no procedure with code {code}")
+    return proc
+
+
+def expired_bases(proc: Procedure, on: date) -> list[LegalDocument]:
+    return [b for b in proc.legal_bases if (b.expires_on is not None and b.expires_on <= on) or b.effective_from > on]
+
+
+def version_in_force(session: Session, proc: Procedure, on: date) -> ProcedureVersion:
+    """The published version a dossier received on `on` runs on; refuses if the legal basis lapsed."""
+    lapsed = expired_bases(proc, on)
+    if lapsed:
+        raise ProcedureNotAccepting(
+            f"procedure {proc.code} accepts no dossiers: legal basis {', '.join(b.number for b in lapsed)} "
+            f"is not in force on {on.isoformat()}")
+    version = session.scalar(
+        select(ProcedureVersion).where(
+            ProcedureVersion.procedure_id == proc.id, ProcedureVersion.status == "published",
+            ProcedureVersion.effective_from <= on,
+        ).order_by(ProcedureVersion.effective_from.desc(), ProcedureVersion.number.desc()).limit(1)
+    )
+    if version is None:
+        raise ProcedureNotAccepting(f"procedure {proc.code} has no version in force on {on.isoformat()}")
+    return version
+
+
+def load_processes(session: Session, directory: Path) -> list[str]:
+    """Load every <code>/procedure.toml (+ its BPMN versions). Idempotent: an unchanged BPMN is not
+    stored twice and a published version is never altered. Returns what was done, line by line."""
+    report: list[str] = []
+    for toml_path in sorted(Path(directory).glob("*/procedure.toml")):
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        proc = upsert_procedure(session, data)
+        existing = {v.bpmn_sha256: v for v in session.scalars(
+            select(ProcedureVersion).where(ProcedureVersion.procedure_id == proc.id))}
+        for entry in data.get("versions", []):
+            xml = (toml_path.parent / entry["file"]).read_text(encoding="utf-8")
+            sha = hashlib.sha256(xml.encode("utf-8")).hexdigest()
+            version = existing.get(sha)
+            if version is None:
+                version, _problems = create_version(session, proc.code, xml, entry.get("notes", ""))
+                report.append(f"{proc.code}: stored {entry['file']} as version {version.number}")
+            if version.status == "draft" and entry.get("effective_from"):
+                publish_version(session, proc.code, version.number, _as_date(entry["effective_from"]))
+                report.append(f"{proc.code}: published version {version.number} from {entry['effective_from']}")
+        if not report or not report[-1].startswith(proc.code):
+            report.append(f"{proc.code}: up to date")
+    return report

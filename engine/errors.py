@@ -1,0 +1,89 @@
+"""Domain errors raised by use cases; the web layer maps each class to one HTTP status."""
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class. `code` is stable for integrations; the message says what to do."""
+
+    code = "domain_error"
+    http_status = 400
+
+    def __init__(self, message: str, **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    http_status = 404
+
+
+class NotAllowed(DomainError):
+    """The actor lacks the role or unit for this action."""
+
+    code = "not_allowed"
+    http_status = 403
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+    http_status = 422
+
+    def __init__(self, message: str, errors: dict | list | None = None, **details):
+        super().__init__(message, **details)
+        self.errors = errors or {}
+
+
+class MissingComponents(InvalidInput):
+    code = "missing_components"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    http_status = 409
+
+
+class TaskNotReady(Conflict):
+    code = "task_not_ready"
+
+
+class SupplementAlreadyRequested(Conflict):
+    code = "supplement_already_requested"
+
+
+class SupplementNotRequested(Conflict):
+    code = "supplement_not_requested"
+
+
+class DueDateAlreadyReset(Conflict):
+    code = "due_date_already_reset"
+
+
+class DossierClosed(Conflict):
+    code = "dossier_closed"
+
+
+class ProcedureNotAccepting(Conflict):
+    """No version in force, or the legal basis expired."""
+
+    code = "procedure_not_accepting"
+
+
+class VersionImmutable(Conflict):
+    code = "version_immutable"
+
+
+class BpmnInvalid(InvalidInput):
+    code = "bpmn_invalid"
+
+    def __init__(self, message: str, problems: list):
+        super().__init__(message, errors=problems)
+        self.problems = problems
+
+
+class WorkflowError(DomainError):
+    """The process itself failed (e.g. a gateway condition matched nothing)."""
+
+    code = "workflow_error"
+    http_status = 500

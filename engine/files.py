@@ -1,0 +1,49 @@
+"""Scanned component files: content-addressed under MOTCUA_UPLOAD_DIR, never in the web root."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import config
+
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    storage_key: str
+    sha256: str
+    size: int
+
+
+def store(content: bytes, root: Path | None = None) -> StoredFile:
+    """Write atomically (temp file + rename). Same content → same key, so a retried upload or a
+    rolled-back transaction leaves at most one harmless copy and never a half-written file."""
+    root = Path(root or config.upload_dir())
+    digest = hashlib.sha256(content).hexdigest()
+    key = f"{digest[:2]}/{digest}"
+    path = root / key
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return StoredFile(storage_key=key, sha256=digest, size=len(content))
+
+
+def open_file(storage_key: str, root: Path | None = None) -> bytes:
+    root = Path(root or config.upload_dir())
+    path = (root / storage_key).resolve()
+    if root.resolve() not in path.parents:
+        raise ValueError("storage key escapes the upload directory")
+    return path.read_bytes()

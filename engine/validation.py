@@ -1,0 +1,202 @@
+"""BPMN validation: every problem at once, each with severity, a stable code and the element id.
+
+Covers what the engine needs before a version can run: safe XML, the Spiff parser's verdict, the
+3.2.0 gaps from SPIFF-NOTES.md that matter here, and motcua's conventions (roles, durations
+within the statutory time, decisions, safe expressions).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from . import bpmn_xml, runtime, safe_eval
+from .bpmn_xml import BPMN_NS, NS, local
+from .workcal import InvalidDuration, WorkingCalendar, parse_duration
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass
+class Problem:
+    severity: str
+    code: str
+    element_id: str | None
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Result:
+    problems: list[Problem]
+    model: bpmn_xml.ProcessModel | None = None
+    parsed: runtime.ParsedProcess | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not any(p.severity == ERROR for p in self.problems)
+
+
+def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: set[str] | None = None,
+             calendar: WorkingCalendar | None = None) -> Result:
+    problems: list[Problem] = []
+    try:
+        root = bpmn_xml.parse_safely(xml)
+    except bpmn_xml.UnsafeXml as exc:
+        return Result([Problem(ERROR, exc.code, None, str(exc))])
+    if local(root.tag) != "definitions" or etree_ns(root.tag) != BPMN_NS:
+        return Result([Problem(ERROR, "not_bpmn", None, "the root element is not bpmn:definitions")])
+    processes = bpmn_xml.executable_processes(root)
+    if not processes:
+        return Result([Problem(ERROR, "no_process", None, "the file contains no BPMN process")])
+    process = processes[0]
+    pid = process.get("id")
+
+    ids = {el.get("id") for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    for el in process.iter():
+        if isinstance(el.tag, str) and el.get("id") in runtime.RESERVED_IDS:
+            problems.append(Problem(ERROR, "reserved_id", el.get("id"), f"id '{el.get('id')}' is reserved by the engine; rename it"))
+    flows = list(process.iter(f"{{{BPMN_NS}}}sequenceFlow"))
+    for flow in flows:
+        for attr in ("sourceRef", "targetRef"):
+            if flow.get(attr) not in ids:
+                problems.append(Problem(ERROR, "flow_target_missing", flow.get("id"),
+                                        f"sequence flow {flow.get('id')} points at missing element '{flow.get(attr)}'"))
+    _check_structure(process, flows, problems)
+    _check_expressions(process, problems)
+
+    model = None
+    try:
+        model = bpmn_xml.read_model(root, pid)
+    except ValueError as exc:
+        problems.append(Problem(ERROR, "no_process", None, str(exc)))
+    if model is not None:
+        _check_conventions(model, process, flows, statutory_days, known_roles, calendar or WorkingCalendar(), problems)
+
+    parsed = None
+    if not any(p.severity == ERROR for p in problems):
+        try:
+            parsed = runtime.parse(root, pid)
+        except runtime.ParseFailed as exc:
+            problems.append(Problem(ERROR, "not_executable", exc.element_id, str(exc)))
+    return Result(problems, model, parsed)
+
+
+def etree_ns(tag: str) -> str:
+    return tag[1:].split("}")[0] if tag.startswith("{") else ""
+
+
+_FLOW_NODES = {
+    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "userTask", "task", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask", "businessRuleTask",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "subProcess", "callActivity",
+}
+_ACTIVITIES = {"userTask", "task", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask", "businessRuleTask"}
+
+
+def _check_structure(process, flows, problems: list[Problem]) -> None:
+    out: dict[str, list] = {}
+    inc: dict[str, list] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f)
+        inc.setdefault(f.get("targetRef"), []).append(f)
+    for el in process:
+        if not isinstance(el.tag, str):
+            continue
+        kind, eid = local(el.tag), el.get("id")
+        if kind not in _FLOW_NODES:
+            continue
+        if kind in _ACTIVITIES and len(out.get(eid, [])) > 1:
+            problems.append(Problem(ERROR, "task_multiple_outgoing", eid,
+                                    "a task has two outgoing flows; put an explicit gateway after it"))
+        if kind != "boundaryEvent" and not out.get(eid) and not inc.get(eid):
+            problems.append(Problem(ERROR, "disconnected_node", eid, "this element is connected to nothing"))
+        if kind == "exclusiveGateway" and len(out.get(eid, [])) > 1:
+            conditioned = [f for f in out[eid] if f.find("bpmn:conditionExpression", NS) is not None]
+            if not el.get("default") and len(conditioned) < len(out[eid]):
+                problems.append(Problem(ERROR, "gateway_flow_without_condition", eid,
+                                        "every outgoing flow of an exclusive gateway needs a condition or must be its default"))
+        if kind == "eventBasedGateway":
+            timers = 0
+            for f in out.get(eid, []):
+                target = next((n for n in process if isinstance(n.tag, str) and n.get("id") == f.get("targetRef")), None)
+                if target is not None and target.find("bpmn:timerEventDefinition", NS) is not None:
+                    timers += 1
+            if timers > 1:
+                problems.append(Problem(ERROR, "event_gateway_two_timers", eid,
+                                        "SpiffWorkflow 3.2.0 uses the first timer's due time for both; use one timer"))
+
+
+def _check_expressions(process, problems: list[Problem]) -> None:
+    for cond in process.iter(f"{{{BPMN_NS}}}conditionExpression"):
+        owner = cond.getparent().get("id")
+        try:
+            safe_eval.check_expression(cond.text or "")
+        except safe_eval.UnsafeExpression as exc:
+            problems.append(Problem(ERROR, "unsafe_expression", owner, f"condition refused: {exc}"))
+    for script in process.iter(f"{{{BPMN_NS}}}script"):
+        owner = script.getparent().get("id")
+        try:
+            safe_eval.check_script(script.text or "")
+        except safe_eval.UnsafeExpression as exc:
+            problems.append(Problem(ERROR, "unsafe_script", owner, f"script refused: {exc}"))
+    for ted in process.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
+        owner = ted.getparent().get("id")
+        for expr in ted:
+            if not isinstance(expr.tag, str):
+                continue
+            text = (expr.text or "").strip()
+            if text[:1] in ("P", "R") or (text[:1].isdigit() and "-" in text):
+                problems.append(Problem(ERROR, "timer_unquoted", owner,
+                                        f"timer expression {text} must be quoted (\"{text}\"): it is evaluated as an expression"))
+                continue
+            try:
+                safe_eval.check_expression(text)
+            except safe_eval.UnsafeExpression as exc:
+                problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {exc}"))
+
+
+def _check_conventions(model, process, flows, statutory_days, known_roles, calendar, problems) -> None:
+    day = calendar.day_seconds
+    seconds: dict[str, float] = {}
+    for step in model.steps.values():
+        if not step.role:
+            problems.append(Problem(ERROR, "task_without_role", step.id, "user task is not in a lane naming a role"))
+        elif known_roles is not None and step.role not in known_roles:
+            problems.append(Problem(ERROR, "unknown_role", step.id, f"lane role '{step.role}' is not a known role"))
+        if not step.duration:
+            problems.append(Problem(ERROR, "task_without_duration", step.id, "user task has no 'duration' property"))
+            continue
+        try:
+            seconds[step.id] = parse_duration(step.duration, day)
+        except InvalidDuration as exc:
+            problems.append(Problem(ERROR, "bad_duration", step.id, str(exc)))
+    if statutory_days is None:
+        return
+    budget = max(statutory_days, 1) * day
+    out: dict[str, list[str]] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f.get("targetRef"))
+    starts = [el.get("id") for el in process.iter(f"{{{BPMN_NS}}}startEvent")] + list(model.supplement_events)
+    worst, worst_path = 0.0, []
+
+    def walk(node: str, total: float, path: list[str], seen: frozenset[str]):
+        nonlocal worst, worst_path
+        total += seconds.get(node, 0.0)
+        if total > worst:
+            worst, worst_path = total, path
+        for nxt in out.get(node, []):
+            # The clock restarts when a supplement arrives: a path ends at the catch event.
+            if nxt in seen or nxt in model.supplement_events:
+                continue
+            walk(nxt, total, path + [nxt], seen | {nxt})
+
+    for start in starts:
+        walk(start, 0.0, [start], frozenset({start}))
+    if worst > budget + 1e-6:
+        last_task = next((n for n in reversed(worst_path) if n in seconds), None)
+        problems.append(Problem(
+            ERROR, "durations_exceed_statutory", last_task,
+            f"step durations along {' → '.join(n for n in worst_path if n in seconds)} add up to "
+            f"{worst / 3600:g} working hours, more than the statutory {statutory_days} working day(s)",
+        ))

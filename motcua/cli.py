@@ -1,0 +1,125 @@
+"""The `motcua` command line: database, catalog, units and users, timers, demo."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from engine import admin, catalog, clock, config, schema, timers
+from engine.db import make_engine, make_sessionmaker
+from engine.errors import DomainError
+
+
+def _factory():
+    return make_sessionmaker(make_engine(config.database_url()))
+
+
+def _fail(exc: DomainError):
+    detail = f" {exc.errors}" if getattr(exc, "errors", None) else ""
+    click.echo(f"error: {exc.message}{detail}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main():
+    """motcua — BPMN workflow engine for one-stop-shop administrative procedures."""
+
+
+@main.command("init-db")
+def init_db():
+    """Create or upgrade the schema (Alembic upgrade head)."""
+    schema.upgrade(config.database_url())
+    click.echo(f"schema up to date on {make_engine().url.render_as_string(hide_password=True)}")
+
+
+@main.command("load-processes")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def load_processes(directory: Path):
+    """Load procedures and their BPMN versions from DIRECTORY (idempotent)."""
+    with _factory()() as session:
+        try:
+            for line in catalog.load_processes(session, directory):
+                click.echo(line)
+            session.commit()
+        except DomainError as exc:
+            session.rollback()
+            _fail(exc)
+
+
+@main.group()
+def units():
+    """Manage units."""
+
+
+@units.command("add")
+@click.argument("code")
+@click.argument("name")
+@click.option("--parent", default=None, help="code of the parent unit")
+def units_add(code, name, parent):
+    with _factory()() as session:
+        try:
+            admin.add_unit(session, code, name, parent)
+        except DomainError as exc:
+            _fail(exc)
+    click.echo(f"unit {code} added")
+
+
+@main.group()
+def users():
+    """Manage users."""
+
+
+@users.command("add")
+@click.argument("username")
+@click.option("--password", required=True)
+@click.option("--unit", "unit_code", required=True)
+@click.option("--role", "roles", multiple=True, required=True)
+@click.option("--name", "full_name", default="")
+def users_add(username, password, unit_code, roles, full_name):
+    with _factory()() as session:
+        try:
+            admin.add_user(session, username, password, [(unit_code, r) for r in roles], full_name)
+        except DomainError as exc:
+            _fail(exc)
+    click.echo(f"user {username} added with {', '.join(roles)} in {unit_code}")
+
+
+@main.group("timers")
+def timers_group():
+    """Timer sweep."""
+
+
+@timers_group.command("run")
+@click.option("--now", "now_text", default=None, help="ISO time to run at (default: the real clock)")
+@click.option("--once", is_flag=True, help="sweep once and exit")
+@click.option("--interval", default=30.0, show_default=True, help="seconds between sweeps")
+def timers_run(now_text, once, interval):
+    """Fire due BPMN timers and flag overdue dossiers and late steps."""
+    import time
+
+    factory = _factory()
+    while True:
+        now = clock.aware(datetime.fromisoformat(now_text)) if now_text else clock.now()
+        report = timers.run_once(factory, now)
+        click.echo(f"{now.isoformat()}: {report.timers_fired} timers fired, {report.dossiers_overdue} dossiers "
+                   f"overdue, {report.steps_late} steps late")
+        for failure in report.failures:
+            click.echo(f"  failed: {failure}", err=True)
+        if once or now_text:
+            return
+        time.sleep(interval)
+
+
+@main.command()
+@click.option("--database", default=None, help="SQLite file for the demo (default var/demo.sqlite3)")
+def demo(database):
+    """Seed a demo office on SQLite and run a few dossiers, printing each control slip."""
+    from engine import demo as demo_mod
+
+    demo_mod.run(database)
+
+
+if __name__ == "__main__":
+    main()

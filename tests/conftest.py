@@ -1,0 +1,150 @@
+"""Fixtures: every database test runs on SQLite and on the real PostgreSQL, schema from Alembic."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from engine import admin, catalog, dossiers, schema
+from engine.clock import VN_TZ
+from engine.db import make_engine, make_sessionmaker
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+KEEP_TABLES = {"roles", "alembic_version"}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    schema.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated() -> str:
+    eng = create_engine(PG_URL)
+    with eng.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    eng.dispose()
+    schema.upgrade(PG_URL)
+    return PG_URL
+
+
+def _reset_caches():
+    dossiers._VERSION_META.clear()
+    dossiers.invalidate_calendar()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    _reset_caches()
+    if request.param == "sqlite":
+        if request.node.get_closest_marker("postgres_only"):
+            pytest.skip("PostgreSQL-only behaviour (row locks and SKIP LOCKED); runs in the postgresql variant")
+        path = tmp_path / "db.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("pg_migrated")
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        tables = [r[0] for r in conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname='public'"))]
+        doomed = [t for t in tables if t not in KEEP_TABLES]
+        if doomed:
+            conn.execute(text(f"TRUNCATE {', '.join(doomed)} RESTART IDENTITY CASCADE"))
+    eng.dispose()
+    return url
+
+
+@pytest.fixture
+def engine_(db_url):
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def factory(engine_):
+    return make_sessionmaker(engine_)
+
+
+@pytest.fixture
+def session(factory):
+    with factory() as s:
+        yield s
+
+
+@pytest.fixture(autouse=True)
+def upload_dir(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "uploads"
+    monkeypatch.setenv("MOTCUA_UPLOAD_DIR", str(path))
+    return path
+
+
+@dataclass
+class Office:
+    unit: str
+    users: dict[str, int]
+
+    def __getitem__(self, role: str) -> int:
+        return self.users[role]
+
+
+def vn(*args) -> datetime:
+    return datetime(*args, tzinfo=VN_TZ)
+
+
+@pytest.fixture
+def office(session) -> Office:
+    """A commune office with one user per role, another commune, and the shipped procedures."""
+    admin.add_unit(session, "H40.1", "UBND xã Tân Lạc")
+    admin.add_unit(session, "H40.2", "UBND xã Mường Bi")
+    users = {}
+    for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
+        users[role] = admin.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
+    users["other_chuyen_vien"] = admin.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")]).id
+    users["other_mot_cua"] = admin.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")]).id
+    catalog.load_processes(session, ROOT / "processes")
+    session.commit()
+    return Office("H40.1", users)
+
+
+def pdf(tag: str = "x") -> bytes:
+    return b"%PDF-1.4\n" + tag.encode() + b"\n%%EOF\n"
+
+
+def components_for(code: str) -> list[dict]:
+    required = {
+        "2.000720": ["GIAYDENGHI"],
+        "1.001193": ["TOKHAI", "GIAYCHUNGSINH"],
+        "1.009994": ["DONDENGHI", "QUYENSDD", "BANVE"],
+    }[code]
+    return [{"code": c, "filename": f"{c.lower()}.pdf", "content": pdf(c), "content_type": "application/pdf"} for c in required]
+
+
+APPLICANT = {"name": "Nguyễn Văn An", "id_number": "017090001234", "phone": "0912345678",
+             "email": "an@example.vn", "address": "Xóm Đồng, xã Tân Lạc, tỉnh Phú Thọ"}
+
+
+def receive(session, office, code="2.000720", at=None, channel="counter"):
+    return dossiers.receive_dossier(
+        session, actor_id=office["mot_cua"], procedure_code=code, channel=channel,
+        applicant=APPLICANT, components=components_for(code), now=at or vn(2026, 11, 2, 9, 0),
+    )
+
+
+def open_task(session, dossier, role=None):
+    from sqlalchemy import select
+
+    from engine.models import HumanTask
+
+    stmt = select(HumanTask).where(HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None))
+    if role:
+        stmt = stmt.where(HumanTask.role == role)
+    return session.scalars(stmt).one()

@@ -1,0 +1,113 @@
+"""Regenerates processes/*/v1.bpmn from the descriptions below (python tools/gen_processes.py).
+
+Each shipped procedure follows the usual commune internal process: the one-stop desk receives
+and forwards, a specialist appraises (and may request supplementation once, or refuse), leaders
+review and sign, the clerk registers and stamps the result. Durations add up to the statutory time.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bpmn_builder import Flow, Node, Process, render  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent / "processes"
+SUPPLEMENT_MSG = {"Message_supplement_received": "supplement_received"}
+LANES_FULL = [
+    ("Lane_mot_cua", "Một cửa", "mot_cua"),
+    ("Lane_chuyen_vien", "Chuyên viên", "chuyen_vien"),
+    ("Lane_lanh_dao_phong", "Lãnh đạo phòng", "lanh_dao_phong"),
+    ("Lane_lanh_dao", "Lãnh đạo cơ quan", "lanh_dao"),
+    ("Lane_van_thu", "Văn thư", "van_thu"),
+]
+
+
+def standard(pid: str, name: str, durations: dict[str, str], review_by_head: bool, names: dict[str, str]) -> Process:
+    lanes = [lane for lane in LANES_FULL if review_by_head or lane[2] != "lanh_dao_phong"]
+    n = [
+        Node("StartEvent_TiepNhan", "startEvent", "Hồ sơ được tiếp nhận", "Lane_mot_cua", 0),
+        Node("Task_TiepNhan", "userTask", names["receive"], "Lane_mot_cua", 1, {"duration": durations["receive"]}),
+        Node("Task_ThamDinh", "userTask", names["appraise"], "Lane_chuyen_vien", 2, {"duration": durations["appraise"]}),
+        Node("Gateway_ThamDinh", "exclusiveGateway", "Kết quả thẩm định?", "Lane_chuyen_vien", 3),
+        Node("Event_ChoBoSung", "intermediateCatchEvent", "Nhận hồ sơ bổ sung", "Lane_mot_cua", 3,
+             message="Message_supplement_received"),
+        Node("EndEvent_TuChoi", "endEvent", "Từ chối giải quyết", "Lane_chuyen_vien", 4.2),
+    ]
+    f = [
+        Flow("Flow_start", "StartEvent_TiepNhan", "Task_TiepNhan"),
+        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển xử lý"),
+        Flow("Flow_appraised", "Task_ThamDinh", "Gateway_ThamDinh"),
+        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung", 'decision == "request_supplement"'),
+        Flow("Flow_supplemented", "Event_ChoBoSung", "Task_ThamDinh"),
+        Flow("Flow_refuse", "Gateway_ThamDinh", "EndEvent_TuChoi", "Từ chối", 'decision == "refuse"'),
+    ]
+    col = 4
+    prev_gateway_target = "Gateway_ThamDinh"
+    if review_by_head:
+        n += [
+            Node("Task_XemXet", "userTask", names["review"], "Lane_lanh_dao_phong", col, {"duration": durations["review"]}),
+            Node("Gateway_XemXet", "exclusiveGateway", "Đồng ý?", "Lane_lanh_dao_phong", col + 1),
+        ]
+        f += [
+            Flow("Flow_approve", "Gateway_ThamDinh", "Task_XemXet", "Đạt", 'decision == "approve"'),
+            Flow("Flow_reviewed", "Task_XemXet", "Gateway_XemXet"),
+            Flow("Flow_review_return", "Gateway_XemXet", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
+        ]
+        prev_gateway_target, approve_id = "Gateway_XemXet", "Flow_review_approve"
+        col += 2
+    else:
+        approve_id = "Flow_approve"
+    n += [
+        Node("Task_KyDuyet", "userTask", names["sign"], "Lane_lanh_dao", col, {"duration": durations["sign"]}),
+        Node("Gateway_KyDuyet", "exclusiveGateway", "Ký duyệt?", "Lane_lanh_dao", col + 1),
+        Node("Task_VaoSo", "userTask", names["register"], "Lane_van_thu", col + 2, {"duration": durations["register"]}),
+        Node("EndEvent_CoKetQua", "endEvent", "Có kết quả, chuyển Một cửa", "Lane_van_thu", col + 3),
+    ]
+    f += [
+        Flow(approve_id, prev_gateway_target, "Task_KyDuyet", "Đồng ý", 'decision == "approve"'),
+        Flow("Flow_signed", "Task_KyDuyet", "Gateway_KyDuyet"),
+        Flow("Flow_sign_approve", "Gateway_KyDuyet", "Task_VaoSo", "Ký", 'decision == "approve"'),
+        Flow("Flow_sign_return", "Gateway_KyDuyet", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
+        Flow("Flow_done", "Task_VaoSo", "EndEvent_CoKetQua"),
+    ]
+    return Process(pid, name, lanes, n, f, dict(SUPPLEMENT_MSG))
+
+
+PROCESSES = {
+    "1.001193": standard(
+        "Process_1_001193", "Đăng ký khai sinh",
+        {"receive": "PT30M", "appraise": "PT1H", "sign": "PT1H", "register": "PT30M"},
+        review_by_head=False,
+        names={"receive": "Tiếp nhận, kiểm tra hồ sơ", "appraise": "Kiểm tra, ghi sổ hộ tịch",
+               "sign": "Ký giấy khai sinh", "register": "Đóng dấu, trả bản chính giấy khai sinh"},
+    ),
+    "2.000720": standard(
+        "Process_2_000720", "Đăng ký thành lập hộ kinh doanh",
+        {"receive": "PT2H", "appraise": "P1D", "review": "PT4H", "sign": "PT6H", "register": "PT4H"},
+        review_by_head=True,
+        names={"receive": "Tiếp nhận, kiểm tra hồ sơ", "appraise": "Thẩm định hồ sơ đăng ký",
+               "review": "Xem xét, trình ký", "sign": "Ký giấy chứng nhận đăng ký hộ kinh doanh",
+               "register": "Vào sổ, đóng dấu, chuyển kết quả"},
+    ),
+    "1.009994": standard(
+        "Process_1_009994", "Cấp giấy phép xây dựng nhà ở riêng lẻ",
+        {"receive": "PT4H", "appraise": "P8D", "review": "P2D", "sign": "P3D", "register": "PT12H"},
+        review_by_head=True,
+        names={"receive": "Tiếp nhận, kiểm tra hồ sơ", "appraise": "Thẩm định hồ sơ, kiểm tra thực địa",
+               "review": "Xem xét, trình ký", "sign": "Ký giấy phép xây dựng",
+               "register": "Vào sổ, đóng dấu, chuyển kết quả"},
+    ),
+}
+
+
+def main() -> None:
+    for code, process in PROCESSES.items():
+        path = ROOT / code / "v1.bpmn"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(process), encoding="utf-8")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

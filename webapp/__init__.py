@@ -1,0 +1,1 @@
+"""Flask web app (HTML views and JSON API) built on engine/ use cases."""

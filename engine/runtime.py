@@ -335,6 +335,10 @@ class Instance:
 
     def fire_timers(self) -> None:
         """Fire every timer due at `clock.now()` and run what follows."""
+        try:
+            self.workflow.refresh_timers()
+        except (SpiffWorkflowException, safe_eval.UnsafeExpression) as exc:
+            raise ProcessFailed(_first_line(exc)) from None
         self._engine_steps()
 
     def _engine_steps(self) -> None:

@@ -19,6 +19,20 @@ PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127
 KEEP_TABLES = {"roles", "alembic_version"}
 
 
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing():
+    """argon2's production cost (~130 ms a hash) would dominate fixture set-up; tests of the
+    hashing itself use the real parameters through engine.security directly."""
+    from argon2 import PasswordHasher
+
+    from engine import security
+
+    real = security._hasher
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    security._hasher = real
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"

@@ -53,19 +53,32 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         eng = create_engine(url, **kwargs)
         event.listen(eng, "connect", _sqlite_pragmas)
 
-        # pysqlite's own transaction handling defers BEGIN; emit BEGIN IMMEDIATE ourselves so a
-        # writer takes SQLite's write lock up front (the SQLite analogue of SELECT … FOR UPDATE).
+        # pysqlite's own transaction handling is bypassed so we choose the BEGIN: a use case that
+        # writes takes SQLite's write lock up front with BEGIN IMMEDIATE (the SQLite analogue of
+        # SELECT … FOR UPDATE, see begin_write); reads stay deferred and never block writers (WAL).
         @event.listens_for(eng, "connect")
         def _no_autobegin(dbapi_conn, _record):
             dbapi_conn.isolation_level = None
 
         @event.listens_for(eng, "begin")
-        def _begin_immediate(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn):
+            immediate = conn.get_execution_options().get(WRITE_OPTION)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return eng
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+WRITE_OPTION = "motcua_write"
+
+
+def begin_write(session: Session) -> None:
+    """Start the use case's own write transaction. Ends a read-only transaction the caller left
+    open (committing pending changes, if any), then begins with the write lock on SQLite."""
+    if session.in_transaction():
+        session.commit()
+    session.connection(execution_options={WRITE_OPTION: True})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

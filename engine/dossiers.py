@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from . import audit, catalog, clock, files, runtime
+from .db import begin_write
 from .errors import (
     DossierClosed, DueDateAlreadyReset, InvalidInput, MissingComponents, NotAllowed, NotFound,
     SupplementAlreadyRequested, SupplementNotRequested, TaskNotReady, WorkflowError,
@@ -202,6 +203,7 @@ def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict
 def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, channel: str, applicant: dict,
                     components: list[dict], unit_code: str | None = None, now: datetime | None = None) -> Dossier:
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     units = [g.unit_id for g in actor.grants if g.role == MOT_CUA]
     if unit_code is not None:
@@ -289,6 +291,7 @@ class Completion:
 def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict | None = None, note: str = "",
                   now: datetime | None = None) -> Completion:
     now = now or clock.now()
+    begin_write(session)
     data = dict(data or {})
     actor = _actor(session, actor_id)
     dossier_id = session.scalar(select(HumanTask.dossier_id).where(HumanTask.id == task_id))
@@ -393,6 +396,7 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
                        note: str = "", now: datetime | None = None) -> Dossier:
     """The citizen's complete supplement arrives: the processing time restarts from zero (L10)."""
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, MOT_CUA, dossier.unit_id, "record a supplement")
@@ -433,6 +437,7 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
                   now: datetime | None = None) -> Apology:
     """Form 04: apology with a new appointment. The due date may be reset only once (L12)."""
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, (MOT_CUA, LEADER), dossier.unit_id, "issue an apology")
@@ -482,6 +487,7 @@ def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason
                    now: datetime | None = None) -> Dossier:
     """Form 03 after appraisal, by the agency's leader: ends the process with reasons (L11)."""
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, LEADER, dossier.unit_id, "refuse a dossier")
@@ -500,6 +506,7 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
                      now: datetime | None = None) -> Dossier:
     """Form 05: the applicant withdraws before any decision was issued (L14)."""
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, MOT_CUA, dossier.unit_id, "record a withdrawal")
@@ -515,6 +522,7 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
 def return_result(session: Session, *, actor_id: int, dossier_code: str, note: str = "",
                   now: datetime | None = None) -> Dossier:
     now = now or clock.now()
+    begin_write(session)
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, MOT_CUA, dossier.unit_id, "hand over the result")

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import audit, clock, runtime
+from .db import begin_write
 from .dossiers import _load_instance, _sync, calendar
 from .errors import WorkflowError
 from .models import AWAITING_SUPPLEMENT, OPEN_STATUSES, Dossier, HumanTask
@@ -45,6 +46,7 @@ def _fire_timers(factory, now, report) -> None:
     failed: set[int] = set()
     while True:
         with factory() as session:
+            begin_write(session)
             batch = _claim(session, select(Dossier).where(
                 Dossier.timer_due_at <= now, Dossier.status.in_(OPEN_STATUSES), Dossier.id.not_in(failed or {0}))
                 .order_by(Dossier.timer_due_at))
@@ -69,6 +71,7 @@ def _fire_timers(factory, now, report) -> None:
 def _flag_overdue(factory, now, report) -> None:
     while True:
         with factory() as session:
+            begin_write(session)
             # The clock is paused while the citizen owes a supplement.
             batch = _claim(session, select(Dossier).where(
                 Dossier.status.in_([s for s in OPEN_STATUSES if s != AWAITING_SUPPLEMENT]),
@@ -88,6 +91,7 @@ def _flag_overdue(factory, now, report) -> None:
 def _flag_late_steps(factory, now, report) -> None:
     while True:
         with factory() as session:
+            begin_write(session)
             dossier_ids = select(HumanTask.dossier_id).where(
                 HumanTask.completed_at.is_(None), HumanTask.late.is_(False), HumanTask.due_at < now)
             batch = _claim(session, select(Dossier).where(Dossier.id.in_(dossier_ids)).order_by(Dossier.id))

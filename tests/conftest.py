@@ -56,12 +56,25 @@ def _reset_caches():
     dossiers.invalidate_calendar()
 
 
+def pytest_collection_modifyitems(config, items):
+    """Backend-specific tests run only in their backend's variant (deselected, not skipped)."""
+    keep, drop = [], []
+    for item in items:
+        if item.get_closest_marker("postgres_only") and "[sqlite" in item.nodeid:
+            drop.append(item)
+        elif item.get_closest_marker("sqlite_only") and "[postgresql" in item.nodeid:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
     _reset_caches()
     if request.param == "sqlite":
-        if request.node.get_closest_marker("postgres_only"):
-            pytest.skip("PostgreSQL-only behaviour (row locks and SKIP LOCKED); runs in the postgresql variant")
         path = tmp_path / "db.sqlite3"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"

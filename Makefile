@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 # Runs every test on SQLite and on PostgreSQL (MOTCUA_TEST_PG_URL, default the local `test` database).
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

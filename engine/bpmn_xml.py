@@ -45,7 +45,7 @@ def parse_safely(data: bytes | str) -> etree._Element:
         line = exc.lineno if hasattr(exc, "lineno") else None
         raise UnsafeXml("xml_not_well_formed", f"XML is not well-formed: {exc.msg}", line) from None
     count = 0
-    for el in root.iter():
+    for _ in root.iter():
         count += 1
         if count > MAX_ELEMENTS:
             raise UnsafeXml("xml_too_many_elements", f"more than {MAX_ELEMENTS} elements")

@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 from . import clock, validation
 from .errors import BpmnInvalid, Conflict, InvalidInput, NotFound, ProcedureNotAccepting, VersionImmutable
 from .models import (
-    LEVELS, ONLINE_LEVELS, LegalDocument, ProcessSpec, Procedure, ProcedureVersion, Role,
+    LEVELS,
+    ONLINE_LEVELS,
+    LegalDocument,
+    Procedure,
+    ProcedureVersion,
+    ProcessSpec,
+    Role,
 )
 from .runtime import SERIALIZER_VERSION
 from .workcal import load_calendar
@@ -101,7 +107,8 @@ def _as_date(value) -> date | None:
         raise InvalidInput(f"'{value}' is not a date (YYYY-MM-DD)", errors={"date": str(value)}) from None
 
 
-def create_version(session: Session, procedure_code: str, bpmn_xml: str | bytes, notes: str = "") -> tuple[ProcedureVersion, list]:
+def create_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
+                   notes: str = "") -> tuple[ProcedureVersion, list]:
     """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable."""
     proc = get_procedure(session, procedure_code)
     calendar = load_calendar(session)

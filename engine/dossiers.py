@@ -16,13 +16,36 @@ from sqlalchemy.orm import Session, undefer
 from . import audit, catalog, clock, files, runtime
 from .db import begin_write
 from .errors import (
-    DossierClosed, DueDateAlreadyReset, InvalidInput, MissingComponents, NotAllowed, NotFound,
-    SupplementAlreadyRequested, SupplementNotRequested, TaskNotReady, WorkflowError,
+    DossierClosed,
+    DueDateAlreadyReset,
+    InvalidInput,
+    MissingComponents,
+    NotAllowed,
+    NotFound,
+    SupplementAlreadyRequested,
+    SupplementNotRequested,
+    TaskNotReady,
+    WorkflowError,
 )
 from .models import (
-    AWAITING_SUPPLEMENT, CHANNELS, FINAL_STATUSES, OPEN_STATUSES, PROCESSING, RECEIVED, REFUSED,
-    RESULT_READY, RETURNED, WITHDRAWN, Apology, DailySequence, Dossier, DossierFile, HumanTask,
-    ProcedureVersion, ProcessSpec, SupplementRequest, User,
+    AWAITING_SUPPLEMENT,
+    CHANNELS,
+    OPEN_STATUSES,
+    PROCESSING,
+    RECEIVED,
+    REFUSED,
+    RESULT_READY,
+    RETURNED,
+    WITHDRAWN,
+    Apology,
+    DailySequence,
+    Dossier,
+    DossierFile,
+    HumanTask,
+    ProcedureVersion,
+    ProcessSpec,
+    SupplementRequest,
+    User,
 )
 from .workcal import WorkingCalendar, load_calendar
 
@@ -49,14 +72,20 @@ def _require_role(user: User, roles: tuple[str, ...] | str, unit_id: int, action
         raise NotAllowed(f"{action}: requires role {' or '.join(roles)} in the dossier's unit")
 
 
-def _lock_dossier(session: Session, *, code: str | None = None, dossier_id: int | None = None) -> Dossier:
+def _lock_dossier(session: Session, *, code: str | None = None, dossier_id=None, what: str | None = None) -> Dossier:
     """SELECT … FOR UPDATE (PostgreSQL); SQLite's BEGIN IMMEDIATE already serialises writers."""
     stmt = select(Dossier).options(undefer(Dossier.workflow_state)).with_for_update(of=Dossier)
     stmt = stmt.where(Dossier.code == code) if code is not None else stmt.where(Dossier.id == dossier_id)
     dossier = session.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
     if dossier is None:
-        raise NotFound(f"no dossier {code or dossier_id}")
+        raise NotFound(f"no {what or 'dossier ' + str(code or dossier_id)}")
     return dossier
+
+
+def _open_tasks(session: Session, dossier: Dossier) -> dict[str, HumanTask]:
+    rows = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None))
+                           .execution_options(populate_existing=True))
+    return {t.id: t for t in rows}
 
 
 _VERSION_META: dict[int, tuple[dict, str]] = {}
@@ -164,10 +193,13 @@ def _next_sequence(session: Session, unit_code: str, day: date) -> int:
 
 
 def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict, cal: WorkingCalendar,
-          now: datetime, actor: User | None, refused: bool = False) -> list[HumanTask]:
-    """Bring the inbox rows, timers, status and the stored state in line with the instance."""
-    open_rows = {t.id: t for t in session.scalars(
-        select(HumanTask).where(HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None)))}
+          now: datetime, actor: User | None, refused: bool = False,
+          open_rows: dict[str, HumanTask] | None = None) -> list[HumanTask]:
+    """Bring the inbox rows, timers, status and the stored state in line with the instance.
+    `open_rows`: the dossier's open tasks as read under the lock (read here if not given)."""
+    if open_rows is None:
+        open_rows = _open_tasks(session, dossier)
+    open_rows = {k: v for k, v in open_rows.items() if v.completed_at is None}
     ready = inst.ready_user_tasks()
     start = max(now, dossier.handed_on_at)
     created = []
@@ -294,12 +326,12 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     begin_write(session)
     data = dict(data or {})
     actor = _actor(session, actor_id)
-    dossier_id = session.scalar(select(HumanTask.dossier_id).where(HumanTask.id == task_id))
-    if dossier_id is None:
-        raise NotFound(f"no task {task_id}")
-    dossier = _lock_dossier(session, dossier_id=dossier_id)
-    task = session.get(HumanTask, task_id, populate_existing=True)
-    if task.completed_at is not None:
+    # One statement finds and locks the task's dossier; then its open tasks are read under the lock.
+    owner = select(HumanTask.dossier_id).where(HumanTask.id == task_id).scalar_subquery()
+    dossier = _lock_dossier(session, dossier_id=owner, what=f"task {task_id}")
+    open_rows = _open_tasks(session, dossier)
+    task = open_rows.get(task_id)
+    if task is None:
         raise TaskNotReady("this step was already completed by someone else or is no longer open")
     _require_role(actor, task.role, task.unit_id, f"complete step '{task.name}'")
     if task.assignee_id is not None and task.assignee_id != actor.id:
@@ -351,7 +383,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
                      reason=supplement.reason, items=supplement.items, within_window=supplement.within_window)
     if decision == REFUSE:
         dossier.refusal_reason = note
-    created = _sync(session, dossier, inst, meta, cal, now, actor, refused=decision == REFUSE)
+    created = _sync(session, dossier, inst, meta, cal, now, actor, refused=decision == REFUSE, open_rows=open_rows)
     _commit(session, "a second supplementation request" if supplement else None)
     return Completion(dossier, task, created)
 

@@ -61,7 +61,7 @@ class User(Base):
     full_name: Mapped[str] = mapped_column(String(255), default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="selectin")
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan", lazy="joined")
 
     def holds(self, role: str, unit_id: int) -> bool:
         return any(g.role == role and g.unit_id == unit_id for g in self.grants)

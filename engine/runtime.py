@@ -12,12 +12,10 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import metadata as _metadata
 from typing import Any, Callable
 
-from importlib import metadata as _metadata
-
 import SpiffWorkflow.bpmn.specs.event_definitions.timer as _spiff_timer
-from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment

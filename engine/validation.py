@@ -55,7 +55,8 @@ def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: s
     ids = {el.get("id") for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
     for el in process.iter():
         if isinstance(el.tag, str) and el.get("id") in runtime.RESERVED_IDS:
-            problems.append(Problem(ERROR, "reserved_id", el.get("id"), f"id '{el.get('id')}' is reserved by the engine; rename it"))
+            problems.append(Problem(ERROR, "reserved_id", el.get("id"),
+                                    f"id '{el.get('id')}' is reserved by the engine; rename it"))
     flows = list(process.iter(f"{{{BPMN_NS}}}sequenceFlow"))
     for flow in flows:
         for attr in ("sourceRef", "targetRef"):

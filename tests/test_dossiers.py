@@ -7,12 +7,28 @@ from sqlalchemy import func, select
 
 from engine import audit, catalog, dossiers
 from engine.errors import (
-    DossierClosed, DueDateAlreadyReset, InvalidInput, MissingComponents, NotAllowed, ProcedureNotAccepting,
-    SupplementAlreadyRequested, SupplementNotRequested, TaskNotReady,
+    DossierClosed,
+    DueDateAlreadyReset,
+    InvalidInput,
+    MissingComponents,
+    NotAllowed,
+    ProcedureNotAccepting,
+    SupplementAlreadyRequested,
+    SupplementNotRequested,
+    TaskNotReady,
 )
 from engine.models import (
-    AWAITING_SUPPLEMENT, PROCESSING, REFUSED, RESULT_READY, WITHDRAWN, Apology, AuditEvent, Dossier, DossierFile,
-    HumanTask, SupplementRequest,
+    AWAITING_SUPPLEMENT,
+    PROCESSING,
+    REFUSED,
+    RESULT_READY,
+    WITHDRAWN,
+    Apology,
+    AuditEvent,
+    Dossier,
+    DossierFile,
+    HumanTask,
+    SupplementRequest,
 )
 
 

@@ -1,13 +1,12 @@
 """Working calendar: holidays from the `holidays` package, admin overrides, working-time laws."""
 from datetime import date, datetime, time, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.clock import VN_TZ
 from engine.workcal import InvalidDuration, WorkingCalendar, parse_duration
-
-import pytest
 
 CAL = WorkingCalendar()
 

@@ -83,7 +83,8 @@ def render(p: Process) -> str:
         'xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI" xmlns:dc="http://www.omg.org/spec/DD/20100524/DC" '
         'xmlns:di="http://www.omg.org/spec/DD/20100524/DI" xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" '
         'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        f'id="Definitions_{p.id}" targetNamespace="http://bpmn.io/schema/bpmn" exporter="motcua tools/bpmn_builder.py" exporterVersion="1">',
+        f'id="Definitions_{p.id}" targetNamespace="http://bpmn.io/schema/bpmn" '
+        'exporter="motcua tools/bpmn_builder.py" exporterVersion="1">',
         f'  <bpmn:collaboration id="Collaboration_{p.id}">',
         f'    <bpmn:participant id="Participant_{p.id}" name={quoteattr(p.name)} processRef="{p.id}" />',
         "  </bpmn:collaboration>",
@@ -118,7 +119,8 @@ def render(p: Process) -> str:
         cond = ""
         if f.condition:
             cond = f'<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">{escape(f.condition)}</bpmn:conditionExpression>'
-        out.append(f'    <bpmn:sequenceFlow id="{f.id}"{name} sourceRef="{f.source}" targetRef="{f.target}">{cond}</bpmn:sequenceFlow>')
+        out.append(f'    <bpmn:sequenceFlow id="{f.id}"{name} sourceRef="{f.source}" targetRef="{f.target}">'
+                   f"{cond}</bpmn:sequenceFlow>")
     out.append("  </bpmn:process>")
     out.append(f'  <bpmndi:BPMNDiagram id="Diagram_{p.id}">')
     out.append(f'    <bpmndi:BPMNPlane id="Plane_{p.id}" bpmnElement="Collaboration_{p.id}">')
@@ -126,7 +128,8 @@ def render(p: Process) -> str:
                f'<dc:Bounds x="{POOL_X}" y="{POOL_Y}" width="{pool_w}" height="{pool_h}" /></bpmndi:BPMNShape>')
     for i, (lane_id, _, _) in enumerate(p.lanes):
         out.append(f'      <bpmndi:BPMNShape id="{lane_id}_di" bpmnElement="{lane_id}" isHorizontal="true">'
-                   f'<dc:Bounds x="{POOL_X + LANE_LABEL_W}" y="{POOL_Y + i * LANE_H}" width="{pool_w - LANE_LABEL_W}" height="{LANE_H}" /></bpmndi:BPMNShape>')
+                   f'<dc:Bounds x="{POOL_X + LANE_LABEL_W}" y="{POOL_Y + i * LANE_H}" '
+                   f'width="{pool_w - LANE_LABEL_W}" height="{LANE_H}" /></bpmndi:BPMNShape>')
     for n in p.nodes:
         x, y, w, h = bounds(n)
         marker = ' isMarkerVisible="true"' if n.kind == "exclusiveGateway" else ""

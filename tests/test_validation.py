@@ -1,0 +1,127 @@
+"""BPMN validation: safe XML, engine gaps from SPIFF-NOTES.md, motcua conventions; MIWG files never crash it."""
+import time
+from pathlib import Path
+
+import pytest
+from bpmn_fixtures import LANES, Flow, Node, Process, gateway_process, linear_with, render
+
+from engine import validation
+from engine.catalog import create_version
+from engine.errors import BpmnInvalid
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = {"mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"}
+MIWG = ROOT.parent / "shared" / "bpmn-miwg"
+
+
+def codes(xml, days=1, roles=ROLES):
+    return {p.code for p in validation.validate(xml, days, roles).problems}
+
+
+@pytest.mark.parametrize("code,days", [("1.001193", 0), ("2.000720", 3), ("1.009994", 15)])
+def test_shipped_processes_are_valid(code, days):
+    result = validation.validate((ROOT / "processes" / code / "v1.bpmn").read_bytes(), days, ROLES)
+    assert result.valid, result.problems
+    assert result.model.supplement_events == ["Event_ChoBoSung"]
+
+
+def test_xml_bomb_and_external_entity_are_refused_without_expansion():
+    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + "".join(f'<!ENTITY lol{i} "{("&lol%d;" % (i - 1) if i else "&lol;") * 10}">' for i in range(1, 10))
+            + ']><definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL">&lol9;</definitions>')
+    xxe = ('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+           '<definitions xmlns="http://www.omg.org/spec/BPMN/20100524/MODEL">&x;</definitions>')
+    for doc in (bomb, xxe):
+        t0 = time.perf_counter()
+        assert codes(doc) == {"xml_doctype"}
+        assert time.perf_counter() - t0 < 1.0
+
+
+def test_truncated_xml_gets_a_clear_problem_not_an_exception():
+    xml = linear_with([])
+    assert codes(xml[: len(xml) // 2]) == {"xml_not_well_formed"}
+
+
+def test_too_deep_xml_is_refused():
+    deep = "<a>" * 200 + "</a>" * 200
+    assert codes(deep) == {"xml_too_deep"}
+
+
+def test_missing_flow_target_and_reserved_id():
+    xml = linear_with([]).replace('targetRef="Task_B"', 'targetRef="Task_Missing"', 1)
+    assert "flow_target_missing" in codes(xml)
+    assert "reserved_id" in codes(linear_with([]).replace('"Task_A"', '"Start"').replace(">Task_A<", ">Start<"))
+
+
+def test_task_with_two_outgoing_flows_and_disconnected_node():
+    nodes = [Node("S", "startEvent", "s", "Lane_mc", 0), Node("Task_A", "userTask", "A", "Lane_mc", 1, {"duration": "PT1H"}),
+             Node("E1", "endEvent", "e1", "Lane_mc", 2), Node("E2", "endEvent", "e2", "Lane_cv", 2),
+             Node("Lonely", "userTask", "L", "Lane_cv", 3, {"duration": "PT1H"})]
+    flows = [Flow("F1", "S", "Task_A"), Flow("F2", "Task_A", "E1"), Flow("F3", "Task_A", "E2")]
+    found = codes(render(Process("P", "p", LANES, nodes, flows)))
+    assert {"task_multiple_outgoing", "disconnected_node"} <= found
+
+
+def test_gateway_flow_without_condition_or_default():
+    xml = gateway_process('decision == "approve"').replace(
+        '<bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">decision == "refuse"</bpmn:conditionExpression>', "")
+    assert "gateway_flow_without_condition" in codes(xml)
+
+
+def test_unquoted_timer_and_unsafe_expressions():
+    unquoted = linear_with([Node("T", "intermediateCatchEvent", "t", "Lane_mc", 2, timer=("timeDuration", "PT5M"))])
+    assert "timer_unquoted" in codes(unquoted)
+    assert "unsafe_expression" in codes(gateway_process("().__class__.__base__"))
+    script = linear_with([Node("Sc", "scriptTask", "s", "Lane_mc", 2, script="import os")])
+    assert "unsafe_script" in codes(script)
+
+
+def test_two_timers_on_an_event_based_gateway_are_refused():
+    nodes = [Node("S", "startEvent", "s", "Lane_mc", 0), Node("G", "eventBasedGateway", "g", "Lane_mc", 1),
+             Node("T1", "intermediateCatchEvent", "t1", "Lane_mc", 2, timer=("timeDuration", '"PT1H"')),
+             Node("T2", "intermediateCatchEvent", "t2", "Lane_cv", 2, timer=("timeDuration", '"PT2H"')),
+             Node("E1", "endEvent", "e", "Lane_mc", 3), Node("E2", "endEvent", "e", "Lane_cv", 3)]
+    flows = [Flow("F1", "S", "G"), Flow("F2", "G", "T1"), Flow("F3", "G", "T2"), Flow("F4", "T1", "E1"), Flow("F5", "T2", "E2")]
+    assert "event_gateway_two_timers" in codes(render(Process("P", "p", LANES, nodes, flows)))
+
+
+def test_conventions_roles_durations_and_statutory_budget():
+    xml = linear_with([])
+    assert "unknown_role" in codes(xml, roles={"mot_cua"})
+    assert "task_without_duration" in codes(xml.replace('<spiffworkflow:property name="duration" value="PT1H" />', "", 1))
+    assert "bad_duration" in codes(xml.replace('value="PT1H"', 'value="P1M"', 1))
+    over = xml.replace('value="PT1H"', 'value="PT7H30M"', 1)  # 7.5h + 1h > one 8-hour day
+    assert "durations_exceed_statutory" in codes(over, days=1)
+    assert "durations_exceed_statutory" not in codes(over, days=2)
+
+
+def test_camunda_properties_are_read_too():
+    xml = linear_with([]).replace("spiffworkflow:properties", "camunda:properties").replace(
+        "spiffworkflow:property", "camunda:property").replace(
+        'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core"',
+        'xmlns:spiffworkflow="http://spiffworkflow.org/bpmn/schema/1.0/core" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"')
+    result = validation.validate(xml, 1, ROLES)
+    assert result.valid, result.problems
+    assert result.model.steps["Task_A"].duration == "PT1H" and result.model.steps["Task_B"].role == "chuyen_vien"
+
+
+def test_create_version_refuses_an_invalid_bpmn_and_stores_nothing(session, office):
+    from sqlalchemy import func, select
+
+    from engine.models import ProcedureVersion
+    before = session.scalar(select(func.count()).select_from(ProcedureVersion))
+    with pytest.raises(BpmnInvalid) as err:
+        create_version(session, "2.000720", "<not-bpmn")
+    assert err.value.problems[0]["code"] == "xml_not_well_formed"
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ProcedureVersion)) == before
+
+
+@pytest.mark.skipif(not MIWG.exists(), reason="shared/bpmn-miwg is laid beside the repository")
+def test_every_miwg_file_gets_a_verdict_without_crashing():
+    files = sorted(MIWG.rglob("*.bpmn"))
+    assert len(files) > 200
+    for path in files:
+        result = validation.validate(path.read_bytes(), 30, None)
+        assert isinstance(result.valid, bool)
+        assert all(p.code and p.severity in ("error", "warning") for p in result.problems), path

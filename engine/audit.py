@@ -6,10 +6,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent, Dossier, User
+from .models import AuditEvent, Dossier
 
 GENESIS = "0" * 64
 
@@ -22,23 +22,23 @@ def _digest(prev_hash: str, seq: int, at: datetime, actor_id: int | None, kind: 
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def append(session: Session, dossier: Dossier, kind: str, at: datetime, actor: User | None = None,
-           step: str | None = None, **data) -> AuditEvent:
-    """Append one event. The caller holds the dossier's row lock, so seq and head are stable."""
+def append(session: Session, dossier: Dossier, kind: str, at: datetime, actor=None,
+           step: str | None = None, **data) -> None:
+    """Append one event (`actor`: an engine.actors.Actor or None for the system). The caller holds
+    the dossier's row lock, so seq and head are stable. Written with a Core INSERT on the session's
+    connection: no ORM object, no autoflush, the same transaction."""
     seq = dossier.audit_seq + 1
     # UTC, millisecond precision: exactly what both databases give back, so the hash re-verifies.
     at = at.astimezone(timezone.utc).replace(microsecond=(at.microsecond // 1000) * 1000)
     prev = dossier.audit_head
     actor_id = actor.id if actor is not None else None
     digest = _digest(prev, seq, at, actor_id, kind, step, data)
-    event = AuditEvent(
-        dossier_id=dossier.id, seq=seq, at=at, actor_id=actor_id,
-        actor_name=(actor.full_name or actor.username) if actor is not None else "hệ thống",
-        kind=kind, step=step, data=data, prev_hash=prev, hash=digest,
-    )
-    session.add(event)
+    session.connection().execute(insert(AuditEvent), [{
+        "dossier_id": dossier.id, "seq": seq, "at": at, "actor_id": actor_id,
+        "actor_name": actor.display_name if actor is not None else "hệ thống",
+        "kind": kind, "step": step, "data": data, "prev_hash": prev, "hash": digest,
+    }])
     dossier.audit_seq, dossier.audit_head = seq, digest
-    return event
 
 
 def verify_chain(session: Session, dossier_id: int) -> int | None:

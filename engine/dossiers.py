@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from . import audit, catalog, clock, files, runtime
+from .actors import Actor, load_actor
 from .db import begin_write
 from .errors import (
     DossierClosed,
@@ -45,7 +46,6 @@ from .models import (
     ProcedureVersion,
     ProcessSpec,
     SupplementRequest,
-    User,
 )
 from .workcal import WorkingCalendar, load_calendar
 
@@ -59,14 +59,11 @@ PAPER_CUTOFF = time(15, 0)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _actor(session: Session, actor_id: int) -> User:
-    user = session.get(User, actor_id)
-    if user is None or not user.active:
-        raise NotAllowed("unknown or inactive user")
-    return user
+def _actor(session: Session, actor_id: int) -> Actor:
+    return load_actor(session, actor_id)
 
 
-def _require_role(user: User, roles: tuple[str, ...] | str, unit_id: int, action: str) -> None:
+def _require_role(user: Actor, roles: tuple[str, ...] | str, unit_id: int, action: str) -> None:
     roles = (roles,) if isinstance(roles, str) else roles
     if not any(user.holds(role, unit_id) for role in roles):
         raise NotAllowed(f"{action}: requires role {' or '.join(roles)} in the dossier's unit")
@@ -193,7 +190,7 @@ def _next_sequence(session: Session, unit_code: str, day: date) -> int:
 
 
 def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict, cal: WorkingCalendar,
-          now: datetime, actor: User | None, refused: bool = False,
+          now: datetime, actor: Actor | None, refused: bool = False,
           open_rows: dict[str, HumanTask] | None = None) -> list[HumanTask]:
     """Bring the inbox rows, timers, status and the stored state in line with the instance.
     `open_rows`: the dossier's open tasks as read under the lock (read here if not given)."""
@@ -237,7 +234,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
     now = now or clock.now()
     begin_write(session)
     actor = _actor(session, actor_id)
-    units = [g.unit_id for g in actor.grants if g.role == MOT_CUA]
+    units = actor.units_with(MOT_CUA)
     if unit_code is not None:
         from .models import Unit
         unit = session.scalar(select(Unit).where(Unit.code == unit_code))
@@ -303,7 +300,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
 def list_open_tasks(session: Session, *, actor_id: int, limit: int = 200, offset: int = 0) -> list[HumanTask]:
     """The actor's inbox: open tasks of the roles they hold in each unit, overdue first, then by due."""
     user = _actor(session, actor_id)
-    pairs = [(g.unit_id, g.role) for g in user.grants]
+    pairs = sorted(user.grants)
     if not pairs:
         return []
     return list(session.scalars(

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import clock, validation
+from .db import begin_write
 from .errors import BpmnInvalid, Conflict, InvalidInput, NotFound, ProcedureNotAccepting, VersionImmutable
 from .models import (
     LEVELS,
@@ -207,3 +208,29 @@ def load_processes(session: Session, directory: Path) -> list[str]:
         if not report or not report[-1].startswith(proc.code):
             report.append(f"{proc.code}: up to date")
     return report
+
+
+# --- use cases (each one transaction) ------------------------------------------------------------
+def list_procedures(session: Session) -> list[Procedure]:
+    return list(session.scalars(select(Procedure).order_by(Procedure.code)))
+
+
+def create_procedure(session: Session, data: dict) -> Procedure:
+    begin_write(session)
+    proc = upsert_procedure(session, data, create_only=True)
+    session.commit()
+    return proc
+
+
+def submit_version(session: Session, procedure_code: str, bpmn: str, notes: str = "") -> tuple[ProcedureVersion, list]:
+    begin_write(session)
+    version, problems = create_version(session, procedure_code, bpmn, notes)
+    session.commit()
+    return version, problems
+
+
+def publish(session: Session, procedure_code: str, number: int, effective_from: date) -> ProcedureVersion:
+    begin_write(session)
+    version = publish_version(session, procedure_code, number, effective_from)
+    session.commit()
+    return version

@@ -13,10 +13,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
-from . import audit, catalog, clock, files, runtime
+from . import audit, catalog, clock, files, outbox, runtime
 from .actors import Actor, load_actor
 from .db import begin_write
 from .errors import (
+    Conflict,
     DossierClosed,
     DueDateAlreadyReset,
     InvalidInput,
@@ -43,6 +44,7 @@ from .models import (
     Dossier,
     DossierFile,
     HumanTask,
+    IdempotencyKey,
     ProcedureVersion,
     ProcessSpec,
     SupplementRequest,
@@ -230,7 +232,10 @@ def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict
 
 # --- receive -------------------------------------------------------------------------------------
 def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, channel: str, applicant: dict,
-                    components: list[dict], unit_code: str | None = None, now: datetime | None = None) -> Dossier:
+                    components: list[dict], unit_code: str | None = None, now: datetime | None = None,
+                    idempotency: tuple[str, str] | None = None) -> Dossier:
+    """Receive a dossier (form 01). `idempotency`: (key, request digest) recorded in the same
+    transaction, see `receive_dossier_once`."""
     now = now or clock.now()
     begin_write(session)
     actor = _actor(session, actor_id)
@@ -292,8 +297,51 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
     except runtime.ProcessFailed as exc:
         raise WorkflowError(f"the process of {proc.code} failed to start: {exc}") from None
     _sync(session, dossier, inst, meta, cal, now, actor)
+    outbox.record(session, dossier, "received", now)
+    if idempotency is not None:
+        session.add(IdempotencyKey(user_id=actor.id, key=idempotency[0], operation="receive_dossier",
+                                   request_sha256=idempotency[1], dossier_code=dossier.code, created_at=now))
     session.commit()
     return dossier
+
+
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_key_reused"
+
+
+def _prior(session: Session, actor_id: int, key: str, operation: str, digest: str) -> Dossier | None:
+    prior = session.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == actor_id, IdempotencyKey.key == key))
+    if prior is None:
+        return None
+    if prior.operation != operation or prior.request_sha256 != digest:
+        raise IdempotencyMismatch("this Idempotency-Key was already used for a different request")
+    return get_dossier(session, prior.dossier_code)
+
+
+def _once(session: Session, actor_id: int, key: str, digest: str, operation: str, run) -> tuple[Dossier, bool]:
+    """Run a use case at most once per (user, key): a retry returns the first result, replayed=True."""
+    prior = _prior(session, actor_id, key, operation, digest)
+    if prior is not None:
+        return prior, True
+    try:
+        return run((key, digest)), False
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer with its result.
+        session.rollback()
+        prior = _prior(session, actor_id, key, operation, digest)
+        if prior is None:
+            raise
+        return prior, True
+
+
+def receive_dossier_once(session: Session, *, key: str, digest: str, **kwargs) -> tuple[Dossier, bool]:
+    return _once(session, kwargs["actor_id"], key, digest, "receive_dossier",
+                 lambda idem: receive_dossier(session, idempotency=idem, **kwargs))
+
+
+def deliver_supplement_once(session: Session, *, key: str, digest: str, **kwargs) -> tuple[Dossier, bool]:
+    return _once(session, kwargs["actor_id"], key, digest, "deliver_supplement",
+                 lambda idem: deliver_supplement(session, idempotency=idem, **kwargs))
 
 
 # --- tasks ---------------------------------------------------------------------------------------
@@ -327,6 +375,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     owner = select(HumanTask.dossier_id).where(HumanTask.id == task_id).scalar_subquery()
     dossier = _lock_dossier(session, dossier_id=owner, what=f"task {task_id}")
     open_rows = _open_tasks(session, dossier)
+    previous_status = dossier.status
     task = open_rows.get(task_id)
     if task is None:
         raise TaskNotReady("this step was already completed by someone else or is no longer open")
@@ -381,6 +430,8 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     if decision == REFUSE:
         dossier.refusal_reason = note
     created = _sync(session, dossier, inst, meta, cal, now, actor, refused=decision == REFUSE, open_rows=open_rows)
+    if dossier.status != previous_status:
+        outbox.record(session, dossier, "status_changed", now)
     _commit(session, "a second supplementation request" if supplement else None)
     return Completion(dossier, task, created)
 
@@ -422,7 +473,7 @@ def request_supplement(session: Session, *, actor_id: int, task_id: str, reason:
 
 
 def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, components: list[dict],
-                       note: str = "", now: datetime | None = None) -> Dossier:
+                       note: str = "", now: datetime | None = None, idempotency: tuple[str, str] | None = None) -> Dossier:
     """The citizen's complete supplement arrives: the processing time restarts from zero (L10)."""
     now = now or clock.now()
     begin_write(session)
@@ -457,6 +508,10 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
                  due_at=new_due.isoformat(), note=note,
                  files=[{"code": c["code"], "sha256": f.sha256} for c, f in zip(comps, stored)])
     _sync(session, dossier, inst, meta, cal, now, actor)
+    outbox.record(session, dossier, "supplement_received", now)
+    if idempotency is not None:
+        session.add(IdempotencyKey(user_id=actor.id, key=idempotency[0], operation="deliver_supplement",
+                                   request_sha256=idempotency[1], dossier_code=dossier.code, created_at=now))
     session.commit()
     return dossier
 
@@ -498,6 +553,7 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
     dossier.apologized = True
     dossier.late_without_apology = False
     dossier.overdue = now > new_due_at
+    outbox.record(session, dossier, "appointment_changed", now)
     try:
         session.commit()
     except IntegrityError:
@@ -527,6 +583,7 @@ def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason
     _cancel_open_tasks(session, dossier, now)
     dossier.status, dossier.finished_at, dossier.refusal_reason = REFUSED, now, reason.strip()
     audit.append(session, dossier, "refused", now, actor, reason=reason.strip(), within_time=now <= dossier.due_at)
+    outbox.record(session, dossier, "status_changed", now)
     session.commit()
     return dossier
 
@@ -544,6 +601,7 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
     _cancel_open_tasks(session, dossier, now)
     dossier.status, dossier.finished_at = WITHDRAWN, now
     audit.append(session, dossier, "withdrawn", now, actor, reason=str(reason or "").strip())
+    outbox.record(session, dossier, "status_changed", now)
     session.commit()
     return dossier
 
@@ -560,6 +618,7 @@ def return_result(session: Session, *, actor_id: int, dossier_code: str, note: s
     dossier.status, dossier.returned_at = RETURNED, now
     audit.append(session, dossier, "result_returned", now, actor, note=str(note or "").strip(),
                  on_time=(dossier.finished_at or now) <= dossier.due_at)
+    outbox.record(session, dossier, "status_changed", now)
     session.commit()
     return dossier
 

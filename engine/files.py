@@ -47,3 +47,45 @@ def open_file(storage_key: str, root: Path | None = None) -> bytes:
     if root.resolve() not in path.parents:
         raise ValueError("storage key escapes the upload directory")
     return path.read_bytes()
+
+
+ALLOWED_TYPES = {
+    ".pdf": "application/pdf",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+
+
+class FileRejected(ValueError):
+    """Content does not match an allowed type (the reason is a user-facing sentence)."""
+
+
+def sniff(content: bytes, filename: str) -> str:
+    """The content type of an upload, checked against its extension from the bytes themselves."""
+    import io
+    import zipfile
+
+    ext = "." + filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    declared = ALLOWED_TYPES.get(ext)
+    if declared is None:
+        raise FileRejected(f"{filename}: only PDF, JPEG, PNG or DOCX files are accepted")
+    if not content:
+        raise FileRejected(f"{filename}: the file is empty")
+    if len(content) > MAX_FILE_BYTES:
+        raise FileRejected(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    ok = {
+        "application/pdf": content.startswith(b"%PDF-"),
+        "image/jpeg": content.startswith(b"\xff\xd8\xff"),
+        "image/png": content.startswith(b"\x89PNG\r\n\x1a\n"),
+    }.get(declared)
+    if ok is None:  # DOCX: a zip whose parts include word/document.xml
+        try:
+            with zipfile.ZipFile(io.BytesIO(content)) as zf:
+                ok = "word/document.xml" in zf.namelist()
+        except zipfile.BadZipFile:
+            ok = False
+    if not ok:
+        raise FileRejected(f"{filename}: the content is not a {ext[1:].upper()} file")
+    return declared

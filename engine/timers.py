@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import audit, clock, runtime
+from . import audit, clock, outbox, runtime
 from .db import begin_write
 from .dossiers import _load_instance, _sync, calendar
 from .errors import WorkflowError
@@ -56,11 +56,14 @@ def _fire_timers(factory, now, report) -> None:
             for dossier in batch:
                 try:
                     with session.begin_nested():
+                        previous_status = dossier.status
                         inst, meta = _load_instance(session, dossier, cal)
                         with clock.frozen(now):
                             inst.fire_timers()
                         audit.append(session, dossier, "timer_fired", now, None, due=dossier.timer_due_at.isoformat())
                         _sync(session, dossier, inst, meta, cal, now, None)
+                        if dossier.status != previous_status:
+                            outbox.record(session, dossier, "status_changed", now)
                     report.timers_fired += 1
                 except (runtime.ProcessFailed, WorkflowError) as exc:
                     failed.add(dossier.id)
@@ -84,6 +87,7 @@ def _flag_overdue(factory, now, report) -> None:
                 dossier.late_without_apology = not dossier.apologized
                 audit.append(session, dossier, "overdue", now, None, due_at=dossier.due_at.isoformat(),
                              apologized=dossier.apologized)
+                outbox.record(session, dossier, "overdue", now)
                 report.dossiers_overdue += 1
             session.commit()
 

@@ -135,6 +135,8 @@ def office(session) -> Office:
     users = {}
     for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
         users[role] = admin.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
+    for role in ("admin", "designer", "manager"):
+        users[role] = admin.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
     users["other_chuyen_vien"] = admin.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")]).id
     users["other_mot_cua"] = admin.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")]).id
     catalog.load_processes(session, ROOT / "processes")
@@ -175,3 +177,21 @@ def open_task(session, dossier, role=None):
     if role:
         stmt = stmt.where(HumanTask.role == role)
     return session.scalars(stmt).one()
+
+
+@pytest.fixture
+def app(db_url, upload_dir):
+    from webapp import create_app
+
+    return create_app({"DATABASE_URL": db_url, "TESTING": True, "SECRET_KEY": "test-secret"})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def bearer(client, username: str, password: str = "matkhau-123") -> dict:
+    response = client.post("/api/v1/auth/token", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return {"Authorization": f"Bearer {response.get_json()['token']}"}

@@ -1,1 +1,44 @@
-"""Flask web app (HTML views and JSON API) built on engine/ use cases."""
+"""Flask web app (JSON API and, later, HTML views) built on engine/ use cases."""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+
+from flask import Flask
+
+from engine import config as engine_config
+from engine.db import make_engine, make_sessionmaker
+
+from . import db, errors
+
+log = logging.getLogger("motcua.web")
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=os.environ.get("MOTCUA_SECRET_KEY"),
+        DATABASE_URL=engine_config.database_url(),
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,   # a whole request, base64 included
+        MAX_FILE_BYTES=20 * 1024 * 1024,       # one decoded component file
+        PUBLIC_LOOKUP_LIMIT=10,                # look-ups per client per window
+        PUBLIC_LOOKUP_WINDOW_SECONDS=60,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=os.environ.get("MOTCUA_INSECURE_COOKIES") != "1",
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config or {})
+    if not app.config["SECRET_KEY"]:
+        log.warning("MOTCUA_SECRET_KEY is not set: sessions will not survive a restart")
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    app.json.ensure_ascii = False
+    app.extensions["motcua.sessionmaker"] = make_sessionmaker(make_engine(app.config["DATABASE_URL"]))
+    db.init_app(app)
+    errors.init_app(app)
+
+    from .api import bp as api_bp
+
+    app.register_blueprint(api_bp)
+    return app

@@ -1,0 +1,88 @@
+"""Read models for the API and UI: a dossier's full view, the inbox, the public look-up."""
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .actors import Actor
+from .errors import NotFound
+from .models import Apology, Dossier, HumanTask, Procedure, ProcedureVersion, SupplementRequest, User
+
+
+def dossier_view(session: Session, dossier: Dossier) -> dict:
+    procedure = session.get(Procedure, dossier.procedure_id)
+    version = session.get(ProcedureVersion, dossier.version_id)
+    open_tasks = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
+                                                         HumanTask.completed_at.is_(None))).all()
+    supplements = session.scalars(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)).all()
+    apologies = session.scalars(select(Apology).where(Apology.dossier_id == dossier.id)).all()
+    names = dict(session.execute(select(User.id, User.full_name)).all()) if open_tasks else {}
+    return {
+        "code": dossier.code,
+        "status": dossier.status,
+        "overdue": dossier.overdue,
+        "apologized": dossier.apologized,
+        "channel": dossier.channel,
+        "unit_code": dossier.unit.code,
+        "applicant": dossier.applicant,
+        "received_at": dossier.received_at,
+        "due_at": dossier.due_at,
+        "original_due_at": dossier.original_due_at,
+        "finished_at": dossier.finished_at,
+        "returned_at": dossier.returned_at,
+        "procedure_code": procedure.code,
+        "procedure_name": procedure.name,
+        "version": version.number,
+        "refusal_reason": dossier.refusal_reason,
+        "open_tasks": [
+            {"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
+             "decisions": t.decisions, "assignee": names.get(t.assignee_id)} for t in open_tasks
+        ],
+        "supplements": [
+            {"requested_at": s.requested_at, "reason": s.reason, "items": s.items, "within_window": s.within_window,
+             "received_at": s.received_at, "new_due_at": s.new_due_at} for s in supplements
+        ],
+        "apologies": [
+            {"issued_at": a.issued_at, "reason": a.reason, "previous_due_at": a.previous_due_at,
+             "new_due_at": a.new_due_at, "late": a.late} for a in apologies
+        ],
+        "timeline": [
+            {"step": r.step, "name": r.step_name, "role": r.role, "user": r.receiver, "started": r.handed_at,
+             "due": r.due_at, "finished": r.finished_at, "decision": r.decision, "note": r.note,
+             "on_time": None if r.result is None else r.result != "late", "result": r.result}
+            for r in audit.control_slip(session, dossier)
+        ],
+    }
+
+
+def inbox(session: Session, actor: Actor, limit: int = 200, offset: int = 0) -> list[dict]:
+    pairs = sorted(actor.grants)
+    if not pairs:
+        return []
+    from sqlalchemy import tuple_
+
+    rows = session.execute(
+        select(HumanTask, Dossier.code).join(Dossier, Dossier.id == HumanTask.dossier_id)
+        .where(HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
+        .order_by(HumanTask.due_at, HumanTask.started_at).limit(limit).offset(offset)
+    ).all()
+    return [{"id": t.id, "dossier_code": code, "name": t.name, "role": t.role, "started_at": t.started_at,
+             "due_at": t.due_at, "decisions": t.decisions} for t, code in rows]
+
+
+def public_lookup(session: Session, code: str, id_number: str) -> dict:
+    """Status and dates only, and only when the code and the owner's ID number match."""
+    dossier = session.scalar(select(Dossier).where(Dossier.code == code))
+    if dossier is None or not hmac.compare_digest(dossier.applicant_id_number.encode(), (id_number or "").encode()):
+        raise NotFound("Không có hồ sơ nào được tìm thấy")
+    procedure = session.get(Procedure, dossier.procedure_id)
+    return {
+        "code": dossier.code, "procedure_code": procedure.code, "procedure_name": procedure.name,
+        "status": dossier.status, "overdue": dossier.overdue, "received_at": dossier.received_at,
+        "due_at": dossier.due_at, "finished_at": dossier.finished_at, "returned_at": dossier.returned_at,
+    }
+
+

@@ -1,0 +1,294 @@
+"""Thin routes: a schema parses, one use case acts, a schema dumps."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import datetime, time, timedelta
+
+from flask import current_app, jsonify, request
+
+from engine import catalog, clock, dossiers, metrics, queries, ratelimit, tokens, validation
+from engine.access import require_system_role, require_view_dossier
+from engine.errors import InvalidInput, NotFound, ProcedureNotAccepting
+from engine.files import FileRejected, sniff
+from engine.workcal import load_calendar
+
+from .. import db
+from ..auth import login_required
+from ..errors import problem
+from . import bp
+from . import schemas as s
+
+
+def body(schema):
+    return schema().load(request.get_json())
+
+
+def answer(schema, data, status=200, many=False):
+    response = jsonify(schema(many=many).dump(data))
+    response.status_code = status
+    return response
+
+
+def decode_files(items: list[dict], where: str) -> list[dict]:
+    out, errors = [], {}
+    limit = current_app.config["MAX_FILE_BYTES"]
+    for i, item in enumerate(items):
+        try:
+            content = base64.b64decode(item["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            errors[f"{where}.{i}.content_base64"] = "not valid base64"
+            continue
+        if len(content) > limit:
+            errors[f"{where}.{i}.content_base64"] = f"larger than {limit // (1024 * 1024)} MB"
+            continue
+        try:
+            content_type = sniff(content, item["filename"])
+        except FileRejected as exc:
+            errors[f"{where}.{i}"] = str(exc)
+            continue
+        out.append({"code": item["code"], "filename": item["filename"], "content": content, "content_type": content_type})
+    if errors:
+        raise InvalidInput("some files were not accepted", errors=errors)
+    return out
+
+
+def request_digest(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 255 and key.isprintable()):
+        raise InvalidInput("Idempotency-Key must be 1-255 printable characters", errors={"Idempotency-Key": key[:50]})
+    return key
+
+
+# --- auth ----------------------------------------------------------------------------------------
+@bp.post("/auth/token")
+def create_token():
+    data = body(s.TokenRequest)
+    token, expires = tokens.issue_token(db.session(), data["username"], data["password"])
+    return answer(s.TokenResponse, {"token": token, "expires_at": expires})
+
+
+# --- catalog -------------------------------------------------------------------------------------
+def procedure_dump(proc) -> dict:
+    return {
+        "code": proc.code, "name": proc.name, "field": proc.field, "level": proc.level,
+        "statutory_days": proc.statutory_days, "fee": proc.fee, "online_level": proc.online_level,
+        "supplement_window_days": proc.supplement_window_days, "components": proc.components,
+        "legal_bases": [{"number": b.number, "title": b.title, "effective_from": b.effective_from,
+                         "expires_on": b.expires_on} for b in proc.legal_bases],
+        "versions": [{"number": v.number, "status": v.status, "effective_from": v.effective_from, "notes": v.notes}
+                     for v in proc.versions],
+    }
+
+
+@bp.get("/procedures")
+def list_procedures():
+    session = db.session()
+    today = clock.local(clock.now()).date()
+    out = []
+    for proc in catalog.list_procedures(session):
+        try:
+            catalog.version_in_force(session, proc, today)
+        except ProcedureNotAccepting:
+            continue
+        out.append(procedure_dump(proc))
+    return answer(s.ProcedureOut, out, many=True)
+
+
+@bp.get("/procedures/<code>")
+def get_procedure(code):
+    return answer(s.ProcedureOut, procedure_dump(catalog.get_procedure(db.session(), code)))
+
+
+@bp.post("/procedures")
+@login_required
+def create_procedure(actor):
+    require_system_role(actor, "admin", "create a procedure")
+    data = body(s.ProcedureIn)
+    session = db.session()
+    proc = catalog.create_procedure(session, data)
+    return answer(s.ProcedureOut, procedure_dump(proc), 201)
+
+
+@bp.post("/procedures/<code>/versions")
+@login_required
+def create_version(actor, code):
+    require_system_role(actor, "designer", "submit a procedure version")
+    data = body(s.VersionIn)
+    version, problems = catalog.submit_version(db.session(), code, data["bpmn"], data["notes"])
+    return answer(s.VersionCreated, {"number": version.number, "problems": problems}, 201)
+
+
+@bp.post("/procedures/<code>/versions/<int:number>/publish")
+@login_required
+def publish_version(actor, code, number):
+    require_system_role(actor, "admin", "publish a procedure version")
+    data = body(s.PublishIn)
+    version = catalog.publish(db.session(), code, number, data["effective_from"])
+    return answer(s.VersionOut, {"number": version.number, "status": version.status,
+                                 "effective_from": version.effective_from, "notes": version.notes})
+
+
+@bp.post("/bpmn/validate")
+@login_required
+def validate_bpmn(actor):
+    data = body(s.ValidateIn)
+    session = db.session()
+    result = validation.validate(data["bpmn"], None, catalog.known_roles(session), load_calendar(session))
+    return answer(s.ValidateOut, {"valid": result.valid, "problems": [p.as_dict() for p in result.problems]})
+
+
+# --- dossiers ------------------------------------------------------------------------------------
+@bp.post("/dossiers")
+@login_required
+def receive(actor):
+    raw = request.get_json()
+    data = s.DossierIn().load(raw)
+    files = decode_files(data["components"], "components")
+    kwargs = dict(actor_id=actor.id, procedure_code=data["procedure_code"], channel=data["channel"],
+                  applicant=data["applicant"], components=files, unit_code=data["unit_code"])
+    key = idempotency_key()
+    session = db.session()
+    if key:
+        dossier, replayed = dossiers.receive_dossier_once(session, key=key, digest=request_digest(raw), **kwargs)
+    else:
+        dossier, replayed = dossiers.receive_dossier(session, **kwargs), False
+    response = answer(s.DossierCreated, {"code": dossier.code, "status": dossier.status,
+                                         "received_at": dossier.received_at, "due_at": dossier.due_at}, 201)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/api/v1/dossiers/{dossier.code}"
+    return response
+
+
+def visible_dossier(actor, code):
+    session = db.session()
+    dossier = dossiers.get_dossier(session, code)
+    require_view_dossier(session, actor, dossier)
+    return dossier
+
+
+@bp.get("/dossiers/<code>")
+@login_required
+def get_dossier(actor, code):
+    dossier = visible_dossier(actor, code)
+    return answer(s.DossierOut, queries.dossier_view(db.session(), dossier))
+
+
+@bp.get("/tasks")
+@login_required
+def my_tasks(actor):
+    return answer(s.TaskOut, queries.inbox(db.session(), actor), many=True)
+
+
+@bp.post("/tasks/<task_id>/complete")
+@login_required
+def complete(actor, task_id):
+    data = body(s.CompleteIn)
+    result = dossiers.complete_task(db.session(), actor_id=actor.id, task_id=task_id, data=data["data"],
+                                    note=data["note"])
+    return answer(s.CompleteOut, {
+        "dossier_code": result.dossier.code, "status": result.dossier.status,
+        "next_tasks": [{"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
+                        "decisions": t.decisions, "assignee": None} for t in result.next_tasks],
+    })
+
+
+@bp.post("/dossiers/<code>/supplements")
+@login_required
+def supplement(actor, code):
+    raw = request.get_json()
+    data = s.SupplementIn().load(raw)
+    visible_dossier(actor, code)
+    files = decode_files(data["components"], "components")
+    kwargs = dict(actor_id=actor.id, dossier_code=code, components=files, note=data["note"])
+    key = idempotency_key()
+    session = db.session()
+    if key:
+        dossier, replayed = dossiers.deliver_supplement_once(session, key=key, digest=request_digest(raw), **kwargs)
+    else:
+        dossier, replayed = dossiers.deliver_supplement(session, **kwargs), False
+    response = answer(s.DossierOut, queries.dossier_view(session, dossier))
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.post("/dossiers/<code>/apologies")
+@login_required
+def apology(actor, code):
+    data = body(s.ApologyIn)
+    visible_dossier(actor, code)
+    ap = dossiers.issue_apology(db.session(), actor_id=actor.id, dossier_code=code, reason=data["reason"],
+                                new_due_at=data["new_due_at"])
+    return answer(s.ApologyOut, {"issued_at": ap.issued_at, "reason": ap.reason, "previous_due_at": ap.previous_due_at,
+                                 "new_due_at": ap.new_due_at, "late": ap.late}, 201)
+
+
+@bp.post("/dossiers/<code>/withdraw")
+@login_required
+def withdraw(actor, code):
+    data = body(s.ReasonIn) if request.content_length else {"reason": ""}
+    visible_dossier(actor, code)
+    d = dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code, reason=data["reason"])
+    return answer(s.StatusOut, {"code": d.code, "status": d.status})
+
+
+@bp.post("/dossiers/<code>/return-result")
+@login_required
+def return_result(actor, code):
+    data = body(s.NoteIn) if request.content_length else {"note": ""}
+    visible_dossier(actor, code)
+    d = dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code, note=data["note"])
+    return answer(s.StatusOut, {"code": d.code, "status": d.status})
+
+
+# --- public --------------------------------------------------------------------------------------
+@bp.get("/public/dossiers/<code>")
+def public_dossier(code):
+    cfg = current_app.config
+    client = request.remote_addr or "unknown"
+    allowed, reset = ratelimit.hit(db.session(), f"public:{client}", cfg["PUBLIC_LOOKUP_LIMIT"],
+                                   timedelta(seconds=cfg["PUBLIC_LOOKUP_WINDOW_SECONDS"]))
+    if not allowed:
+        return problem(429, "rate_limited", "Bạn tra cứu quá nhiều lần; vui lòng thử lại sau ít phút.",
+                       headers={"Retry-After": str(reset)})
+    query = s.PublicQuery().load(request.args.to_dict())
+    try:
+        return answer(s.PublicDossier, queries.public_lookup(db.session(), code, query["id_number"]))
+    except NotFound:
+        return problem(404, "not_found", "Không có hồ sơ nào được tìm thấy")
+
+
+@bp.get("/metrics")
+@login_required
+def get_metrics(actor):
+    query = s.MetricsQuery().load(request.args.to_dict())
+    if not any(role in ("manager", "admin") for _, role in actor.grants):
+        from engine.errors import NotAllowed
+
+        raise NotAllowed("metrics: requires the manager or admin role")
+    today = clock.local(clock.now()).date()
+    start_day = query["from_"] or today.replace(day=1)
+    end_day = query["to"] or today
+    if end_day < start_day:
+        raise InvalidInput("'to' is before 'from'", errors={"to": "must not be before from"})
+    start = datetime.combine(start_day, time.min, tzinfo=clock.VN_TZ)
+    end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=clock.VN_TZ)
+    figures = metrics.summary(db.session(), start, end, query["unit"], query["procedure"])
+    return answer(s.MetricsOut, figures)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from .openapi import spec
+
+    return jsonify(spec())
+
+

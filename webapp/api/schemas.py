@@ -1,0 +1,287 @@
+"""marshmallow schemas of the v1 API: they parse requests and dump answers, and generate openapi.json."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from engine.clock import VN_TZ
+from engine.models import CHANNELS, LEVELS, ONLINE_LEVELS
+
+STATUSES = ("received", "processing", "awaiting_supplement", "result_ready", "returned", "refused", "withdrawn")
+
+
+class Aware(fields.AwareDateTime):
+    """ISO 8601 with offset, as the contract says: answers in Asia/Ho_Chi_Minh (+07:00); input must carry
+    an offset."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.astimezone(VN_TZ).isoformat()
+
+
+
+class TokenRequest(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=256))
+
+
+class TokenResponse(Schema):
+    token = fields.String(required=True)
+    expires_at = Aware(required=True)
+
+
+class ComponentDef(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    required = fields.Boolean(load_default=True)
+    copies = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100))
+
+
+class LegalBasis(Schema):
+    number = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    title = fields.String(required=True, validate=validate.Length(max=2000))
+    effective_from = fields.Date(required=True)
+    expires_on = fields.Date(allow_none=True, load_default=None)
+
+
+class ProcedureIn(Schema):
+    code = fields.String(required=True, validate=validate.Regexp(r"^[1-3]\.\d{6}$"))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    field = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    level = fields.String(required=True, validate=validate.OneOf(LEVELS))
+    statutory_days = fields.Integer(required=True, validate=validate.Range(min=0, max=365))
+    fee = fields.String(load_default="", validate=validate.Length(max=255))
+    online_level = fields.String(required=True, validate=validate.OneOf(ONLINE_LEVELS))
+    supplement_window_days = fields.Integer(load_default=3, validate=validate.Range(min=0, max=60))
+    components = fields.List(fields.Nested(ComponentDef), load_default=list)
+    legal_bases = fields.List(fields.Nested(LegalBasis), load_default=list)
+
+
+class VersionOut(Schema):
+    number = fields.Integer()
+    status = fields.String()
+    effective_from = fields.Date(allow_none=True)
+    notes = fields.String()
+
+
+class ProcedureOut(Schema):
+    code = fields.String()
+    name = fields.String()
+    field = fields.String()
+    level = fields.String()
+    statutory_days = fields.Integer()
+    fee = fields.String()
+    online_level = fields.String()
+    supplement_window_days = fields.Integer()
+    components = fields.List(fields.Nested(ComponentDef))
+    legal_bases = fields.List(fields.Nested(LegalBasis))
+    versions = fields.List(fields.Nested(VersionOut))
+
+
+class VersionIn(Schema):
+    bpmn = fields.String(required=True, validate=validate.Length(min=1))
+    notes = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class Problem(Schema):
+    severity = fields.String()
+    code = fields.String()
+    element_id = fields.String(allow_none=True)
+    message = fields.String()
+
+
+class VersionCreated(Schema):
+    number = fields.Integer()
+    problems = fields.List(fields.Nested(Problem))
+
+
+class PublishIn(Schema):
+    effective_from = fields.Date(required=True)
+
+
+class ValidateIn(Schema):
+    bpmn = fields.String(required=True)
+
+
+class ValidateOut(Schema):
+    valid = fields.Boolean()
+    problems = fields.List(fields.Nested(Problem))
+
+
+class Applicant(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    id_number = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z\-]{6,20}$"))
+    phone = fields.String(load_default="", validate=validate.Length(max=32))
+    email = fields.String(load_default="", validate=validate.Length(max=255))
+    address = fields.String(load_default="", validate=validate.Length(max=1000))
+
+
+class FileIn(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_base64 = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class DossierIn(Schema):
+    procedure_code = fields.String(required=True, validate=validate.Length(min=1, max=16))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    applicant = fields.Nested(Applicant, required=True)
+    components = fields.List(fields.Nested(FileIn), required=True)
+    unit_code = fields.String(load_default=None, allow_none=True)
+
+
+class DossierCreated(Schema):
+    code = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    received_at = Aware()
+    due_at = Aware()
+
+
+class OpenTask(Schema):
+    id = fields.String()
+    name = fields.String()
+    role = fields.String()
+    started_at = Aware()
+    due_at = Aware()
+    decisions = fields.List(fields.String())
+    assignee = fields.String(allow_none=True)
+
+
+class SupplementOut(Schema):
+    requested_at = Aware()
+    reason = fields.String()
+    items = fields.List(fields.String())
+    within_window = fields.Boolean()
+    received_at = Aware(allow_none=True)
+    new_due_at = Aware(allow_none=True)
+
+
+class ApologyOut(Schema):
+    issued_at = Aware()
+    reason = fields.String()
+    previous_due_at = Aware()
+    new_due_at = Aware()
+    late = fields.Boolean()
+
+
+class TimelineStep(Schema):
+    step = fields.String()
+    name = fields.String()
+    role = fields.String()
+    user = fields.String(allow_none=True)
+    started = Aware()
+    due = Aware()
+    finished = Aware(allow_none=True)
+    decision = fields.String(allow_none=True)
+    note = fields.String()
+    on_time = fields.Boolean(allow_none=True)
+    result = fields.String(allow_none=True)
+
+
+class DossierOut(Schema):
+    code = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    overdue = fields.Boolean()
+    apologized = fields.Boolean()
+    channel = fields.String()
+    unit_code = fields.String()
+    applicant = fields.Nested(Applicant)
+    received_at = Aware()
+    due_at = Aware()
+    original_due_at = Aware()
+    finished_at = Aware(allow_none=True)
+    returned_at = Aware(allow_none=True)
+    procedure_code = fields.String()
+    procedure_name = fields.String()
+    version = fields.Integer()
+    refusal_reason = fields.String(allow_none=True)
+    open_tasks = fields.List(fields.Nested(OpenTask))
+    supplements = fields.List(fields.Nested(SupplementOut))
+    apologies = fields.List(fields.Nested(ApologyOut))
+    timeline = fields.List(fields.Nested(TimelineStep))
+
+
+class TaskOut(Schema):
+    id = fields.String()
+    dossier_code = fields.String()
+    name = fields.String()
+    role = fields.String()
+    started_at = Aware()
+    due_at = Aware()
+    decisions = fields.List(fields.String())
+
+
+class CompleteIn(Schema):
+    data = fields.Dict(keys=fields.String(), load_default=dict)
+    note = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class CompleteOut(Schema):
+    dossier_code = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    next_tasks = fields.List(fields.Nested(OpenTask))
+
+
+class SupplementIn(Schema):
+    components = fields.List(fields.Nested(FileIn), required=True)
+    note = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class ApologyIn(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    new_due_at = Aware(required=True)
+
+
+class ReasonIn(Schema):
+    reason = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class NoteIn(Schema):
+    note = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class StatusOut(Schema):
+    code = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class PublicDossier(Schema):
+    code = fields.String()
+    procedure_code = fields.String()
+    procedure_name = fields.String()
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    overdue = fields.Boolean()
+    received_at = Aware()
+    due_at = Aware()
+    finished_at = Aware(allow_none=True)
+    returned_at = Aware(allow_none=True)
+
+
+class PublicQuery(Schema):
+    id_number = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
+class MetricsQuery(Schema):
+    from_ = fields.Date(data_key="from", load_default=None)
+    to = fields.Date(load_default=None)
+    unit = fields.String(load_default=None)
+    procedure = fields.String(load_default=None)
+
+
+class Counts(Schema):
+    total = fields.Integer()
+
+
+class MetricsOut(Schema):
+    from_ = Aware(data_key="from", attribute="from")
+    to = Aware()
+    unit = fields.String(allow_none=True)
+    procedure = fields.String(allow_none=True)
+    received = fields.Dict(keys=fields.String(), values=fields.Integer())
+    finished = fields.Dict(keys=fields.String(), values=fields.Integer())
+    in_progress = fields.Dict(keys=fields.String(), values=fields.Integer())
+    withdrawn = fields.Integer()
+    overdue_without_apology = fields.Integer()
+    supplement_requests = fields.Integer()
+    apologies = fields.Dict(keys=fields.String(), values=fields.Integer())
+    on_time_rate = fields.Float(allow_none=True)

@@ -112,6 +112,53 @@ def timers_run(now_text, once, interval):
         time.sleep(interval)
 
 
+@main.group("outbox")
+def outbox_group():
+    """Outbox of dossier events for the national portal."""
+
+
+@outbox_group.command("push")
+@click.option("--to", "url", required=True, help="receiver URL (each event is POSTed as JSON)")
+@click.option("--attempts", default=5, show_default=True, help="consecutive failures before giving up")
+@click.option("--backoff", default=1.0, show_default=True, help="seconds before the first retry (doubles)")
+@click.option("--token", default=None, envvar="MOTCUA_OUTBOX_TOKEN", help="Bearer token for the receiver")
+def outbox_push(url, attempts, backoff, token):
+    """Deliver unsent events in order; at-least-once, each with a stable event_id."""
+    from engine import outbox
+
+    report = outbox.push_with_retries(_factory(), url, attempts=attempts, backoff=backoff, token=token)
+    click.echo(f"{report.sent} events sent, {report.failed} failed attempts")
+    if report.failed and report.last_error:
+        click.echo(f"  last error: {report.last_error}", err=True)
+    with _factory()() as session:
+        from sqlalchemy import func, select
+
+        from engine.models import OutboxEvent
+
+        left = session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None)))
+    if left:
+        click.echo(f"{left} events still waiting", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=2, show_default=True)
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn")
+def serve(host, port, workers, dev):
+    """Run the web app (gunicorn)."""
+    if dev:
+        from webapp import create_app
+
+        create_app().run(host=host, port=port, debug=False)
+        return
+    import os
+
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
+                               "--access-logfile", "-", "webapp.wsgi:app"])
+
+
 @main.command()
 @click.option("--database", default=None, help="SQLite file for the demo (default var/demo.sqlite3)")
 def demo(database):

@@ -81,7 +81,9 @@ def spec() -> dict:
                                  "content": {"application/json": {"schema": req}}}
         schema = {"type": "array", "items": resp} if many else resp
         op["responses"][str(status)] = {"description": "success", "content": {"application/json": {"schema": schema}}}
-        for code in errors + [500]:
+        generic = [400, 413, 415] if req is not None else []
+        generic += [401] if auth else []
+        for code in sorted(set(errors + generic + [500])):
             op["responses"][str(code)] = {"description": "problem", "content": PROBLEM}
         if auth:
             op["security"] = [{"bearer": []}]

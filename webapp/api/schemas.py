@@ -1,6 +1,8 @@
 """marshmallow schemas of the v1 API: they parse requests and dump answers, and generate openapi.json."""
 from __future__ import annotations
 
+from datetime import date, datetime, timezone
+
 from marshmallow import Schema, fields, validate
 
 from engine.clock import VN_TZ
@@ -18,6 +20,10 @@ class Aware(fields.AwareDateTime):
             return None
         return value.astimezone(VN_TZ).isoformat()
 
+
+
+# Dates outside this range are typing mistakes, and before 1900 Asia/Ho_Chi_Minh has no whole-minute offset.
+SANE_DATES = validate.Range(min=date(2000, 1, 1), max=date(2100, 12, 31))
 
 
 class TokenRequest(Schema):
@@ -96,7 +102,7 @@ class VersionCreated(Schema):
 
 
 class PublishIn(Schema):
-    effective_from = fields.Date(required=True)
+    effective_from = fields.Date(required=True, validate=SANE_DATES)
 
 
 class ValidateIn(Schema):
@@ -229,7 +235,8 @@ class SupplementIn(Schema):
 
 class ApologyIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
-    new_due_at = Aware(required=True)
+    new_due_at = Aware(required=True, validate=validate.Range(
+        min=datetime(2000, 1, 1, tzinfo=timezone.utc), max=datetime(2100, 12, 31, tzinfo=timezone.utc)))
 
 
 class ReasonIn(Schema):
@@ -262,8 +269,8 @@ class PublicQuery(Schema):
 
 
 class MetricsQuery(Schema):
-    from_ = fields.Date(data_key="from", load_default=None)
-    to = fields.Date(load_default=None)
+    from_ = fields.Date(data_key="from", load_default=None, validate=SANE_DATES)
+    to = fields.Date(load_default=None, validate=SANE_DATES)
     unit = fields.String(load_default=None)
     procedure = fields.String(load_default=None)
 

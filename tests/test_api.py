@@ -254,3 +254,36 @@ def test_openapi_document_lists_every_contract_path(client):
                 "/dossiers/{code}/withdraw", "/dossiers/{code}/return-result", "/public/dossiers/{code}", "/metrics"}
     assert expected <= set(doc["paths"])
     assert "DossierIn" in doc["components"]["schemas"]
+
+
+def test_unexpected_errors_are_logged_problems_without_a_stack_trace(app, client, caplog):
+    @app.get("/api/v1/_boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    response = client.get("/api/v1/_boom", headers={"X-Request-ID": "req-42"})
+    data = assert_problem(response, 500, "internal_error")
+    assert "secret internals" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+    assert data["request_id"] == "req-42" and response.headers["X-Request-ID"] == "req-42"
+    assert any("req-42" in r.getMessage() for r in caplog.records)
+
+
+def test_expired_token_is_refused(client, office):
+    import datetime as dt
+
+    h = bearer(client, "mot_cua1")
+    with clock.frozen(clock.now() + dt.timedelta(hours=13)):
+        assert_problem(client.get("/api/v1/tasks", headers=h), 401)
+    assert client.get("/api/v1/tasks", headers=h).status_code == 200
+
+
+def test_procedure_with_expired_legal_basis_leaves_the_public_catalog(client, session, office):
+    from datetime import date
+
+    from engine import catalog
+    catalog.get_procedure(session, "1.009994").legal_bases[0].expires_on = date(2020, 1, 1)
+    session.commit()
+    listed = {p["code"] for p in client.get("/api/v1/procedures").get_json()}
+    assert listed == {"1.001193", "2.000720"}
+    assert_problem(client.post("/api/v1/dossiers", json=dossier_body("1.009994"), headers=bearer(client, "mot_cua1")),
+                   409, "procedure_not_accepting")

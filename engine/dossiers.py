@@ -8,7 +8,7 @@ import time as _time
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
@@ -81,10 +81,47 @@ def _lock_dossier(session: Session, *, code: str | None = None, dossier_id=None,
     return dossier
 
 
-def _open_tasks(session: Session, dossier: Dossier) -> dict[str, HumanTask]:
-    rows = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None))
-                           .execution_options(populate_existing=True))
-    return {t.id: t for t in rows}
+class Row:
+    """A row read with Core on the hot path: columns as attributes, `changes()` since the read.
+    Cheaper than an ORM object for a row that is locked, changed once and written back."""
+
+    def __init__(self, mapping):
+        self.__dict__.update(mapping)
+        self.__dict__["_read"] = dict(mapping)
+
+    def changes(self) -> dict:
+        read = self._read
+        return {k: v for k, v in self.__dict__.items() if k in read and read[k] != v}
+
+
+_DOSSIERS = Dossier.__table__
+_TASKS = HumanTask.__table__
+
+
+def _lock_dossier_row(session: Session, dossier_id, what: str) -> Row:
+    row = session.connection().execute(
+        select(_DOSSIERS).where(_DOSSIERS.c.id == dossier_id).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFound(f"no {what}")
+    return Row(row._mapping)
+
+
+def _save_dossier_row(session: Session, dossier: Row) -> None:
+    changes = dossier.changes()
+    if not changes:
+        return
+    result = session.connection().execute(
+        update(_DOSSIERS).where(_DOSSIERS.c.id == dossier.id, _DOSSIERS.c.lock_version == dossier.lock_version)
+        .values(**changes, lock_version=dossier.lock_version + 1))
+    if result.rowcount != 1:  # cannot happen under the row lock; refuse rather than overwrite
+        raise Conflict(f"dossier {dossier.code} was changed concurrently; try again")
+    dossier.lock_version += 1
+
+
+def _open_tasks(session: Session, dossier) -> dict[str, Row]:
+    rows = session.connection().execute(
+        select(_TASKS).where(_TASKS.c.dossier_id == dossier.id, _TASKS.c.completed_at.is_(None)))
+    return {r.id: Row(r._mapping) for r in rows}
 
 
 _VERSION_META: dict[int, tuple[dict, str]] = {}
@@ -191,11 +228,12 @@ def _next_sequence(session: Session, unit_code: str, day: date) -> int:
     return session.execute(stmt).scalar_one()
 
 
-def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict, cal: WorkingCalendar,
+def _sync(session: Session, dossier, inst: runtime.Instance, meta: dict, cal: WorkingCalendar,
           now: datetime, actor: Actor | None, refused: bool = False,
-          open_rows: dict[str, HumanTask] | None = None) -> list[HumanTask]:
+          open_rows: dict[str, Row] | None = None) -> list[Row]:
     """Bring the inbox rows, timers, status and the stored state in line with the instance.
-    `open_rows`: the dossier's open tasks as read under the lock (read here if not given)."""
+    `dossier`: the locked ORM object or Row; `open_rows`: its open tasks as read under the lock
+    (read here if not given), minus any the caller has just completed."""
     if open_rows is None:
         open_rows = _open_tasks(session, dossier)
     open_rows = {k: v for k, v in open_rows.items() if v.completed_at is None}
@@ -207,19 +245,21 @@ def _sync(session: Session, dossier: Dossier, inst: runtime.Instance, meta: dict
             continue
         step = meta["steps"].get(info.spec_name, {})
         due = cal.add_duration(start, step.get("duration") or "PT0H")
-        row = HumanTask(
-            id=info.id, dossier_id=dossier.id, unit_id=dossier.unit_id, role=step.get("role") or "",
-            spec_name=info.spec_name, name=step.get("name") or info.name, decisions=step.get("decisions") or ["approve"],
-            started_at=start, due_at=due,
-        )
-        session.add(row)
-        created.append(row)
+        created.append(Row({
+            "id": info.id, "dossier_id": dossier.id, "unit_id": dossier.unit_id, "role": step.get("role") or "",
+            "spec_name": info.spec_name, "name": step.get("name") or info.name,
+            "decisions": step.get("decisions") or ["approve"], "started_at": start, "due_at": due,
+            "note": "", "late": False, "cancelled": False,
+        }))
         audit.append(session, dossier, "task_started", now, actor, step=info.spec_name, task_id=info.id,
-                     name=row.name, role=row.role, started_at=start.isoformat(), due_at=due.isoformat())
+                     name=created[-1].name, role=created[-1].role, started_at=start.isoformat(), due_at=due.isoformat())
+    if created:
+        session.connection().execute(insert(_TASKS), [{k: v for k, v in r.__dict__.items() if k != "_read"}
+                                                      for r in created])
     ready_ids = {i.id for i in ready}
-    for task_id, row in open_rows.items():
-        if task_id not in ready_ids:
-            row.completed_at, row.cancelled = now, True
+    gone = [task_id for task_id in open_rows if task_id not in ready_ids]
+    if gone:
+        session.connection().execute(update(_TASKS).where(_TASKS.c.id.in_(gone)).values(completed_at=now, cancelled=True))
     dossier.timer_due_at = inst.next_timer_due()
     if inst.completed and dossier.status in OPEN_STATUSES:
         dossier.status = REFUSED if refused else RESULT_READY
@@ -360,9 +400,11 @@ def list_open_tasks(session: Session, *, actor_id: int, limit: int = 200, offset
 
 @dataclass
 class Completion:
-    dossier: Dossier
-    task: HumanTask
-    next_tasks: list[HumanTask]
+    """What a completion changed: the dossier row, the completed task and the tasks now open."""
+
+    dossier: Row
+    task: Row
+    next_tasks: list[Row]
 
 
 def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict | None = None, note: str = "",
@@ -373,7 +415,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     actor = _actor(session, actor_id)
     # One statement finds and locks the task's dossier; then its open tasks are read under the lock.
     owner = select(HumanTask.dossier_id).where(HumanTask.id == task_id).scalar_subquery()
-    dossier = _lock_dossier(session, dossier_id=owner, what=f"task {task_id}")
+    dossier = _lock_dossier_row(session, owner, what=f"task {task_id}")
     open_rows = _open_tasks(session, dossier)
     previous_status = dossier.status
     task = open_rows.get(task_id)
@@ -411,6 +453,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
 
     task.completed_at, task.completed_by_id, task.decision, task.note = now, actor.id, decision, note
     task.late = task.late or now > task.due_at
+    session.connection().execute(update(_TASKS).where(_TASKS.c.id == task.id).values(**task.changes()))
     audit.append(session, dossier, "task_completed", now, actor, step=task.spec_name, task_id=task.id,
                  decision=decision, note=note, on_time=now <= task.due_at)
     if dossier.status == RECEIVED:
@@ -432,6 +475,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     created = _sync(session, dossier, inst, meta, cal, now, actor, refused=decision == REFUSE, open_rows=open_rows)
     if dossier.status != previous_status:
         outbox.record(session, dossier, "status_changed", now)
+    _save_dossier_row(session, dossier)
     _commit(session, "a second supplementation request" if supplement else None)
     return Completion(dossier, task, created)
 

@@ -48,6 +48,7 @@ def _print_slip(session, dossier) -> None:
 
 
 def run(database: str | None = None) -> None:
+    """Build the demo database from scratch (an existing demo file is replaced)."""
     path = Path(database or "var/demo.sqlite3")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
@@ -87,7 +88,9 @@ def run(database: str | None = None) -> None:
             dossiers.complete_task(s, actor_id=ids[task.role], task_id=task.id, data=data,
                                    note=extra.get("note", ""), now=at)
 
-    monday = datetime(2026, 11, 2, 8, 0, tzinfo=VN_TZ)
+    today = clock.local(clock.now()).date()
+    start_day = today - timedelta(days=today.weekday() + 14)  # the Monday two weeks ago
+    monday = datetime(start_day.year, start_day.month, start_day.day, 8, 0, tzinfo=VN_TZ)
     h = timedelta(hours=1)
 
     # 1. Business-household registration, on time, result handed over.
@@ -129,7 +132,68 @@ def run(database: str | None = None) -> None:
     step(d4, monday + 3 * h)
     step(d4, monday + 4 * h, "refuse", note="Ngành nghề kinh doanh thuộc danh mục cấm")
 
+    _living_office(factory, ids, receive, step, comps, monday)
+
     with factory() as s:
         for d in (d1, d2, d3, d4):
             _print_slip(s, dossiers.get_dossier(s, d.code))
     print(f"\nCơ sở dữ liệu demo: {path}  (mật khẩu mọi tài khoản: {DEMO_PASSWORD})")
+
+
+APPLICANTS = ["Nguyễn Thị Hằng", "Trần Văn Dũng", "Lê Minh Tuấn", "Phạm Thu Trang", "Hoàng Đức Thắng", "Vũ Thị Ngọc",
+              "Đặng Quốc Bảo", "Bùi Thanh Hương", "Đỗ Văn Khoa", "Hồ Thị Mỹ", "Ngô Gia Huy", "Dương Thị Lan Anh",
+              "Lý Văn Phúc", "Mai Thị Thảo", "Trịnh Công Sơn", "Phan Thị Thu", "Võ Minh Khang", "Đinh Văn Lộc"]
+
+
+def _living_office(factory, ids, receive, step, comps, monday) -> None:
+    """A few dozen more dossiers over the last two weeks, left at every stage, so the screens look
+    like a working office: fresh, in progress, waiting for the citizen, overdue, finished, returned."""
+    import random
+
+    rng = random.Random(766)
+    codes = ["2.000720", "1.009994", "1.001193"]
+    now = clock.now()
+    made = 0
+    for day in range(12):
+        at = monday + timedelta(days=day, hours=1)
+        if at.weekday() >= 5 or at > now:
+            continue
+        for k in range(3):
+            when = at + timedelta(minutes=47 * k)
+            if when > now:
+                break
+            code = codes[(day + k) % 3]
+            d = receive(code, when, APPLICANTS[(day * 3 + k) % len(APPLICANTS)], f"0171{day:02d}{k:02d}{rng.randint(1000, 9999)}")
+            made += 1
+            progress = rng.choice(["new", "forwarded", "appraised", "supplement", "done", "returned", "late"])
+            t = when + timedelta(minutes=20)
+            if progress == "new":
+                continue
+            step(d, t)
+            if progress == "forwarded":
+                continue
+            if progress == "supplement":
+                step(d, t + timedelta(hours=2), "request_supplement", note="Hồ sơ chưa đủ chữ ký",
+                     items=["Bổ sung chữ ký của người đề nghị trên đơn"])
+                continue
+            if progress == "late":
+                continue  # left at the specialist: the sweep below marks it overdue if its time has passed
+            for _ in range(4):
+                try:
+                    step(d, t + timedelta(hours=2))
+                except Exception:  # noqa: BLE001 - a shorter process finished earlier
+                    break
+                t += timedelta(hours=2)
+            if progress == "returned":
+                with factory() as s:
+                    try:
+                        dossiers.return_result(s, actor_id=ids["mot_cua"], dossier_code=d.code, now=t + h_one())
+                    except DomainError:
+                        pass
+    with clock.frozen(now):
+        timers.run_once(factory)
+    print(f"\n{made} hồ sơ khác đã được tạo ở các bước khác nhau")
+
+
+def h_one() -> timedelta:
+    return timedelta(hours=1)

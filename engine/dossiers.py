@@ -47,8 +47,10 @@ from .models import (
     IdempotencyKey,
     ProcedureVersion,
     ProcessSpec,
+    ServiceRating,
     SupplementRequest,
 )
+from .text import fold
 from .workcal import WorkingCalendar, load_calendar
 
 MOT_CUA = "mot_cua"
@@ -323,6 +325,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
         applicant=applicant, applicant_id_number=id_number, status=RECEIVED, received_at=now,
         received_by_id=actor.id, handed_on_at=handed_on, due_at=due, original_due_at=due,
         serializer_version=runtime.SERIALIZER_VERSION, workflow_state="",
+        search_text=fold(" ".join([code, applicant["name"], applicant["phone"], id_number])),
     )
     session.add(dossier)
     session.flush()
@@ -674,3 +677,36 @@ def get_dossier(session: Session, code: str) -> Dossier:
     return dossier
 
 
+
+
+RATINGS = ("very_satisfied", "satisfied", "not_satisfied")
+
+
+def rate_service(session: Session, *, dossier_code: str, id_number: str, rating: str, comment: str = "",
+                 now: datetime | None = None) -> ServiceRating:
+    """The citizen rates the service once, after the result was handed over (NĐ 61 Đ29)."""
+    import hmac
+
+    now = now or clock.now()
+    begin_write(session)
+    dossier = session.scalar(select(Dossier).where(Dossier.code == dossier_code))
+    if dossier is None or not hmac.compare_digest(dossier.applicant_id_number.encode(), (id_number or "").encode()):
+        raise NotFound("Không có hồ sơ nào được tìm thấy")
+    if rating not in RATINGS:
+        raise InvalidInput("choose a rating", errors={"rating": f"one of {', '.join(RATINGS)}"})
+    if dossier.status != RETURNED:
+        raise DossierClosed("the service can be rated once the result has been handed over")
+    if session.scalar(select(func.count()).select_from(ServiceRating).where(ServiceRating.dossier_id == dossier.id)):
+        raise AlreadyRated("this dossier has already been rated")
+    row = ServiceRating(dossier_id=dossier.id, rating=rating, comment=str(comment or "").strip()[:2000], created_at=now)
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise AlreadyRated("this dossier has already been rated") from None
+    return row
+
+
+class AlreadyRated(Conflict):
+    code = "already_rated"

@@ -162,6 +162,8 @@ class Dossier(Base):
     channel: Mapped[str] = mapped_column(String(16))
     applicant: Mapped[dict[str, Any]] = mapped_column(JSON)
     applicant_id_number: Mapped[str] = mapped_column(String(32))
+    # Lower-case, diacritics removed: code, applicant name and phone, for search that ignores accents.
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     status: Mapped[str] = mapped_column(String(32))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -358,3 +360,14 @@ class RateLimitWindow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class ServiceRating(Base):
+    """The citizen's rating of the service, once per dossier, after the result was handed over."""
+
+    __tablename__ = "service_ratings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
+    rating: Mapped[str] = mapped_column(String(16))  # very_satisfied | satisfied | not_satisfied
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -86,3 +86,52 @@ def public_lookup(session: Session, code: str, id_number: str) -> dict:
     }
 
 
+
+
+def queue_counts(session: Session, actor: Actor, at) -> dict:
+    """Counts for the navigation badges ("nhắc việc"), each one indexed COUNT."""
+    from sqlalchemy import func, tuple_
+
+    from .models import AWAITING_SUPPLEMENT, OPEN_STATUSES, RESULT_READY
+
+    pairs = sorted(actor.grants)
+    units = sorted({u for u, _ in pairs})
+    if not pairs:
+        return {"mine": 0, "overdue_steps": 0, "awaiting_supplement": 0, "overdue": 0, "result_ready": 0}
+    mine = select(func.count()).select_from(HumanTask).where(
+        HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
+    return {
+        "mine": session.scalar(mine),
+        "overdue_steps": session.scalar(mine.where(HumanTask.due_at < at)),
+        "awaiting_supplement": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status == AWAITING_SUPPLEMENT)),
+        "overdue": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status.in_(OPEN_STATUSES), Dossier.due_at < at)),
+        "result_ready": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status == RESULT_READY)),
+    }
+
+
+def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: str = "", only: str = "",
+               page: int = 1, per_page: int = 25, at=None) -> tuple[list[dict], int]:
+    """The inbox screen: open tasks of the actor's roles, overdue first then by due time, filtered."""
+    from sqlalchemy import func, tuple_
+
+    from .text import fold
+
+    pairs = sorted(actor.grants)
+    if not pairs:
+        return [], 0
+    stmt = (select(HumanTask, Dossier, Procedure.code, Procedure.name)
+            .join(Dossier, Dossier.id == HumanTask.dossier_id).join(Procedure, Procedure.id == Dossier.procedure_id)
+            .where(HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs)))
+    if q.strip():
+        stmt = stmt.where(Dossier.search_text.contains(fold(q), autoescape=True))
+    if procedure_code:
+        stmt = stmt.where(Procedure.code == procedure_code)
+    if only == "qua-han" and at is not None:
+        stmt = stmt.where(HumanTask.due_at < at)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.execute(stmt.order_by(HumanTask.due_at, HumanTask.started_at)
+                           .limit(per_page).offset((page - 1) * per_page)).all()
+    return [{"task": t, "dossier": dz, "procedure_code": pc, "procedure_name": pn} for t, dz, pc, pn in rows], total

@@ -161,11 +161,25 @@ def serve(host, port, workers, dev):
 
 @main.command()
 @click.option("--database", default=None, help="SQLite file for the demo (default var/demo.sqlite3)")
-def demo(database):
-    """Seed a demo office on SQLite and run a few dossiers, printing each control slip."""
+@click.option("--serve/--no-serve", default=True, show_default=True, help="start the web app on the demo data")
+@click.option("--port", default=8000, show_default=True)
+def demo(database, serve, port):
+    """Seed a demo office on SQLite, run dossiers through their steps, then serve the web app."""
+    import os
+    from pathlib import Path
+
     from engine import demo as demo_mod
 
-    demo_mod.run(database)
+    path = Path(database or "var/demo.sqlite3")
+    demo_mod.run(str(path))
+    if not serve:
+        return
+    os.environ["DATABASE_URL"] = f"sqlite:///{path.resolve()}"
+    os.environ.setdefault("MOTCUA_SECRET_KEY", "demo-only-secret-key-change-me")
+    os.environ["MOTCUA_INSECURE_COOKIES"] = "1"  # plain http on localhost
+    click.echo(f"\nỨng dụng web: http://127.0.0.1:{port}/  (Ctrl+C để dừng)")
+    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                               "webapp.wsgi:app"])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import os
 import secrets
 
 from flask import Flask
+from flask_wtf.csrf import CSRFProtect
 
 from engine import config as engine_config
 from engine.db import make_engine, make_sessionmaker
@@ -13,6 +14,7 @@ from engine.db import make_engine, make_sessionmaker
 from . import db, errors
 
 log = logging.getLogger("motcua.web")
+csrf = CSRFProtect()
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -39,6 +41,19 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
 
     from .api import bp as api_bp
+    from .ui import bp as ui_bp
 
+    csrf.init_app(app)
+    csrf.exempt(api_bp)  # the API takes bearer tokens or JSON only, which a cross-site form cannot send
     app.register_blueprint(api_bp)
+    app.register_blueprint(ui_bp)
+
+    @app.after_request
+    def _security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                    "style-src 'self' 'unsafe-inline'; frame-ancestors 'self'; form-action 'self'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
     return app

@@ -33,6 +33,26 @@ def problem(status: int, code: str, detail: str, errors=None, headers=None):
     return response
 
 
+def wants_html() -> bool:
+    return not request.path.startswith("/api/")
+
+
+def html_error(status: int, message: str):
+    from flask import render_template
+
+    return render_template("error.html", status=status, message=message), status
+
+
+HTML_MESSAGES = {
+    400: "Yêu cầu không hợp lệ. Nếu bạn vừa gửi biểu mẫu, hãy tải lại trang và gửi lại.",
+    403: "Bạn không có quyền xem trang này.",
+    404: "Không tìm thấy trang hoặc hồ sơ bạn cần.",
+    405: "Thao tác không được hỗ trợ.",
+    413: "Tệp tải lên quá lớn (tối đa 20 MB mỗi tệp).",
+    500: "Hệ thống gặp lỗi ngoài dự kiến. Vui lòng thử lại; nếu vẫn lỗi, báo quản trị kèm mã yêu cầu.",
+}
+
+
 def init_app(app) -> None:
     @app.before_request
     def _request_id():
@@ -47,6 +67,10 @@ def init_app(app) -> None:
     @app.errorhandler(DomainError)
     def _domain(exc: DomainError):
         _rollback()
+        if wants_html():
+            from .i18n import ERROR
+
+            return html_error(exc.http_status, ERROR.get(exc.code, HTML_MESSAGES.get(exc.http_status, exc.message)))
         errors = exc.errors if isinstance(exc, InvalidInput) else None
         if exc.http_status >= 500:
             log.error("request %s: %s", g.get("request_id"), exc.message)
@@ -60,6 +84,8 @@ def init_app(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         _rollback()
+        if wants_html():
+            return html_error(exc.code or 500, HTML_MESSAGES.get(exc.code, exc.description or ""))
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
                 415: "unsupported_media_type", 400: "bad_request", 401: "unauthenticated"}.get(exc.code, "http_error")
         headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None
@@ -69,6 +95,8 @@ def init_app(app) -> None:
     def _unexpected(exc: Exception):
         _rollback()
         log.exception("unexpected error in request %s", g.get("request_id"))
+        if wants_html():
+            return html_error(500, HTML_MESSAGES[500] + f" (mã yêu cầu {g.get('request_id')})")
         return problem(500, "internal_error", f"an unexpected error occurred; quote request id {g.get('request_id')}")
 
 

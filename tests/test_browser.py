@@ -1,0 +1,205 @@
+"""End to end in a real browser (Playwright driving Debian's Chromium) against a live server."""
+import re
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+ID_NUMBER = "017090001234"
+PASSWORD = "matkhau-123"
+
+pytestmark = pytest.mark.sqlite_only  # the UI over the same engine; the engine itself runs on both databases
+
+
+@pytest.fixture
+def live_server(db_url, office, upload_dir):
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test", "SESSION_COOKIE_SECURE": False})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt-get)")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+class Desk:
+    """One browser context per person, recording every request the pages make."""
+
+    def __init__(self, browser, base):
+        self.base = base
+        self.context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+        self.page = self.context.new_page()
+        self.requests: list[str] = []
+        self.page.on("request", lambda req: self.requests.append(req.url))
+
+    def login(self, username):
+        page = self.page
+        page.goto(f"{self.base}/dang-nhap")
+        page.fill("#username", username)
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/hop-thu"))
+        return page
+
+    def open_task_of(self, code):
+        self.page.goto(f"{self.base}/hop-thu?q={code}")
+        self.page.click(f"a:text('{code}')")
+        return self.page
+
+    def decide(self, label, reason=None, items=None):
+        form = self.page.locator("form.decision", has=self.page.locator(f"button:text-is('{label}')"))
+        if reason is not None:
+            form.locator("textarea[name=reason]").fill(reason)
+        if items is not None:
+            form.locator("textarea[name=items]").fill(items)
+        form.locator("button[type=submit]").click()
+        self.page.wait_for_load_state()
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
+    desk = Desk(browser, live_server)
+    page = desk.login("mot_cua1")
+
+    # Reception: procedure, applicant, the required scan; the appointment is shown before saving.
+    page.goto(f"{live_server}/tiep-nhan")
+    page.select_option("#thu-tuc", "2.000720")
+    page.click("button:text('Chọn')")
+    assert "Ngày hẹn trả (dự kiến)" in page.content()
+    page.fill("#f-applicant-name", "Nguyễn Văn An")
+    page.fill("#f-applicant-id_number", "12")  # wrong on purpose: the page keeps the upload and the other fields
+    page.fill("#f-phone", "0912345678")
+    scan = tmp_path / "giay-de-nghi.pdf"
+    scan.write_bytes(b"%PDF-1.4\n% giay de nghi\n%%EOF\n")
+    page.set_input_files("#file_GIAYDENGHI", str(scan))
+    page.click("button:text('Tiếp nhận và in giấy hẹn')")
+    assert page.title().startswith("Lỗi: ")
+    assert "Số định danh cá nhân (CCCD) hoặc mã số thuế" in page.content()
+    assert page.input_value("#f-applicant-name") == "Nguyễn Văn An"
+    assert "Đã tải lên: giay-de-nghi.pdf" in page.content()
+    page.fill("#f-applicant-id_number", ID_NUMBER)
+    page.click("button:text('Tiếp nhận và in giấy hẹn')")
+    code = page.locator(".big-code").inner_text().strip()
+    assert re.fullmatch(r"H40\.1-\d{6}-0001", code)
+
+    page.click("a:text('In giấy tiếp nhận (mẫu 01)')")
+    assert code in page.content() and "<svg" in page.content() and "GIẤY TIẾP NHẬN" in page.content()
+    shot(page, "receipt-form-01")
+
+    page.goto(f"{live_server}/hop-thu")
+    assert code in page.content()
+    shot(page, "inbox")
+    desk.open_task_of(code)
+    desk.decide("Chuyển xử lý")
+    assert "Hồ sơ hiện ở: Chuyên viên" in page.content()
+
+    # The specialist requests supplementation once.
+    specialist = Desk(browser, live_server)
+    sp = specialist.login("chuyen_vien1")
+    specialist.open_task_of(code)
+    shot(sp, "task")
+    specialist.decide("Yêu cầu bổ sung", reason="Giấy đề nghị thiếu chữ ký", items="Giấy đề nghị có chữ ký chủ hộ")
+    assert "Đã yêu cầu bổ sung" in sp.content()
+
+    # The desk records the supplement: the dossier is processed again with a new appointment.
+    page.goto(f"{live_server}/ho-so/{code}")
+    assert "Yêu cầu bổ sung giấy tờ" in page.content()
+    page.set_input_files("#sup_GIAYDENGHI", str(scan))
+    page.click("button:text('Ghi nhận bổ sung')")
+    assert "thời hạn giải quyết được tính lại" in page.content()
+
+    # Second request: no button in the UI, and the server refuses a forged one in plain Vietnamese.
+    specialist.open_task_of(code)
+    assert sp.locator("button:text-is('Yêu cầu bổ sung')").count() == 0
+    assert "Không thể yêu cầu bổ sung lần hai" in sp.content()
+    with sp.expect_navigation():
+        sp.evaluate("""() => {
+            const form = document.querySelector('form.decision');
+            form.querySelector('input[name=decision]').value = 'request_supplement';
+            const items = document.createElement('textarea'); items.name = 'items'; items.value = 'Giấy khác';
+            form.appendChild(items); form.querySelector('textarea[name=reason]').value = 'Thiếu thêm';
+            form.submit();
+        }""")
+    assert "chỉ cho phép yêu cầu bổ sung" in sp.locator("#error-summary").inner_text()
+    specialist.decide("Chuyển xử lý")
+
+    for username in ("lanh_dao_phong1", "lanh_dao1", "van_thu1"):
+        person = Desk(browser, live_server)
+        person.login(username)
+        person.open_task_of(code)
+        person.decide("Chuyển xử lý")
+        assert "Đã chuyển xử lý" in person.page.content()
+
+    # The dossier page: control slip and the procedure's own diagram with the steps marked.
+    page.goto(f"{live_server}/ho-so/{code}")
+    page.wait_for_selector("#diagram[data-ready='1']", timeout=15000)
+    assert page.locator("#diagram .done").count() >= 4
+    assert "Đã xử lý xong" in page.content()
+    shot(page, "dossier")
+    page.click("button:text('Trả kết quả')")
+    assert "Đã trả kết quả" in page.content()
+
+    # A citizen looks it up and rates the service, once.
+    citizen = Desk(browser, live_server)
+    cp = citizen.page
+    cp.goto(f"{live_server}/tra-cuu")
+    cp.fill("#ma", code)
+    cp.fill("#so-dinh-danh", "000000000000")
+    cp.click("button:text('Tra cứu')")
+    assert "Không có hồ sơ nào được tìm thấy" in cp.content()
+    cp.fill("#ma", code)
+    cp.fill("#so-dinh-danh", ID_NUMBER)
+    cp.click("button:text('Tra cứu')")
+    assert "Đã trả kết quả" in cp.content()
+    cp.check("input[value=satisfied]")
+    cp.click("button:text('Gửi đánh giá')")
+    text = cp.locator("main").inner_text()
+    assert "Cảm ơn bạn đã đánh giá" in text and "Bạn đã đánh giá: Hài lòng" in text
+    assert cp.locator("button:text('Gửi đánh giá')").count() == 0
+    shot(cp, "citizen-lookup")
+
+    # Another commune's staff cannot open the dossier.
+    other = Desk(browser, live_server)
+    other.login("cv_khac")
+    response = other.page.goto(f"{live_server}/ho-so/{code}")
+    assert response.status == 404 and code not in other.page.content()
+
+    # No page asked any host but the app itself.
+    for person in (desk, specialist, citizen, other):
+        assert all(url.startswith(live_server) for url in person.requests), \
+            [u for u in person.requests if not u.startswith(live_server)]
+
+
+def test_login_refuses_bad_passwords_and_pages_need_login(live_server, browser):
+    desk = Desk(browser, live_server)
+    page = desk.page
+    page.goto(f"{live_server}/hop-thu")
+    assert "/dang-nhap" in page.url
+    page.fill("#username", "mot_cua1")
+    page.fill("#password", "sai")
+    page.click("button[type=submit]")
+    assert "Tên đăng nhập hoặc mật khẩu không đúng" in page.content()

@@ -1,0 +1,98 @@
+"""Vietnamese labels and messages of the staff and citizen screens (UX.md glossary)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from engine.clock import VN_TZ, now
+
+STATUS = {
+    "received": "Được tiếp nhận", "processing": "Đang xử lý", "awaiting_supplement": "Yêu cầu bổ sung giấy tờ",
+    "result_ready": "Đã xử lý xong", "returned": "Đã trả kết quả", "refused": "Từ chối xử lý", "withdrawn": "Dừng xử lý",
+}
+ROLE = {
+    "mot_cua": "Một cửa", "chuyen_vien": "Chuyên viên", "lanh_dao_phong": "Lãnh đạo phòng",
+    "lanh_dao": "Lãnh đạo cơ quan", "van_thu": "Văn thư", "admin": "Quản trị", "designer": "Thiết kế quy trình",
+    "manager": "Lãnh đạo theo dõi",
+}
+DECISION = {
+    "approve": "Chuyển xử lý", "return": "Trả lại bước trước", "request_supplement": "Yêu cầu bổ sung",
+    "refuse": "Từ chối",
+}
+DECISION_DONE = {"approve": "Chuyển xử lý", "return": "Trả lại", "request_supplement": "Yêu cầu bổ sung",
+                 "refuse": "Từ chối"}
+CHANNEL = {"counter": "Trực tiếp", "online": "Trực tuyến", "post": "Qua bưu chính công ích"}
+RESULT = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn", None: "Đang xử lý"}
+RATING = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng", "not_satisfied": "Không hài lòng"}
+LEVEL = {"trung_uong": "Trung ương", "tinh": "Cấp tỉnh", "huyen": "Cấp huyện", "xa": "Cấp xã"}
+
+ERROR = {
+    "not_allowed": "Bạn không có quyền thực hiện thao tác này.",
+    "not_found": "Không tìm thấy hồ sơ hoặc công việc.",
+    "task_not_ready": "Bước này đã được xử lý hoặc không còn mở; danh sách đã được cập nhật.",
+    "supplement_already_requested": "Hồ sơ đã được yêu cầu bổ sung một lần. Pháp luật chỉ cho phép yêu cầu bổ sung, "
+                                    "hoàn thiện hồ sơ một lần (Nghị định 118/2025/NĐ-CP, Điều 11).",
+    "supplement_not_requested": "Hồ sơ không ở trạng thái chờ công dân bổ sung.",
+    "due_date_already_reset": "Ngày hẹn trả đã được gia hạn một lần bằng văn bản xin lỗi; không thể gia hạn thêm.",
+    "dossier_closed": "Hồ sơ đã kết thúc hoặc chưa đến bước này; không thể thực hiện thao tác.",
+    "missing_components": "Thiếu thành phần hồ sơ bắt buộc.",
+    "invalid_input": "Thông tin chưa hợp lệ; vui lòng kiểm tra các ô được đánh dấu.",
+    "procedure_not_accepting": "Thủ tục này hiện không tiếp nhận hồ sơ (căn cứ pháp lý hết hiệu lực hoặc chưa có "
+                               "quy trình có hiệu lực).",
+    "workflow_error": "Quy trình xử lý gặp lỗi; vui lòng báo quản trị hệ thống.",
+    "already_rated": "Hồ sơ này đã được đánh giá.",
+    "idempotency_key_reused": "Yêu cầu trùng với một yêu cầu trước nhưng nội dung khác.",
+    "conflict": "Hồ sơ vừa được người khác cập nhật; vui lòng thử lại.",
+}
+FIELD = {
+    "reason": "Vui lòng nhập lý do.",
+    "items": "Liệt kê đầy đủ từng giấy tờ cần bổ sung (mỗi dòng một giấy tờ).",
+    "decision": "Hãy chọn một thao tác hợp lệ.",
+    "new_due_at": "Ngày hẹn mới phải là ngày làm việc và sau ngày hẹn hiện tại.",
+    "applicant.name": "Nhập họ tên chủ hồ sơ.",
+    "applicant.id_number": "Số định danh cá nhân (CCCD) hoặc mã số thuế gồm 6–20 chữ số/chữ cái.",
+    "channel": "Chọn hình thức nộp.",
+    "unit_code": "Chọn đơn vị tiếp nhận.",
+    "rating": "Hãy chọn mức độ hài lòng.",
+}
+
+
+def field_message(key: str, fallback: str) -> str:
+    if key in FIELD:
+        return FIELD[key]
+    if key.startswith("components."):
+        code = key.split(".")[1]
+        if "missing" in fallback:
+            return "Thiếu tệp quét của thành phần bắt buộc này."
+        if "not a component" in fallback:
+            return f"Thành phần {code} không có trong danh mục của thủ tục."
+        return "Tệp không hợp lệ: chỉ nhận PDF, JPEG, PNG hoặc DOCX, tối đa 20 MB, không rỗng."
+    return fallback
+
+
+def dt(value: datetime | None) -> str:
+    return value.astimezone(VN_TZ).strftime("%H:%M %d/%m/%Y") if value else "—"
+
+
+def d(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        value = value.astimezone(VN_TZ)
+    return value.strftime("%d/%m/%Y")
+
+
+def remaining(due: datetime | None, reference: datetime | None = None) -> tuple[str, str]:
+    """Deadline in words and its tone: ('Còn 2 ngày', 'ok') · ('Trong hôm nay', 'soon') · ('Quá hạn 3 ngày', 'late')."""
+    if due is None:
+        return "", ""
+    ref = (reference or now()).astimezone(VN_TZ)
+    local_due = due.astimezone(VN_TZ)
+    if local_due < ref:
+        days = (ref.date() - local_due.date()).days
+        return ("Quá hạn " + (f"{days} ngày" if days else f"{int((ref - local_due).total_seconds() // 3600)} giờ"), "late")
+    days = (local_due.date() - ref.date()).days
+    if days == 0:
+        return ("Trong chiều nay" if ref.hour >= 12 else "Trong hôm nay"), "soon"
+    if days == 1:
+        return "Còn 1 ngày", "soon"
+    return f"Còn {days} ngày", "ok"

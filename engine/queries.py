@@ -113,8 +113,9 @@ def queue_counts(session: Session, actor: Actor, at) -> dict:
 
 
 def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: str = "", only: str = "",
-               page: int = 1, per_page: int = 25, at=None) -> tuple[list[dict], int]:
-    """The inbox screen: open tasks of the actor's roles, overdue first then by due time, filtered."""
+               page: int = 1, per_page: int = 25, at=None, whole_unit: bool = False) -> tuple[list[dict], int]:
+    """The inbox screen: open tasks of the actor's roles (or, with `whole_unit`, every open task of the
+    actor's units), overdue first then by due time, filtered."""
     from sqlalchemy import func, tuple_
 
     from .text import fold
@@ -122,9 +123,11 @@ def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: s
     pairs = sorted(actor.grants)
     if not pairs:
         return [], 0
+    scope = (HumanTask.unit_id.in_(sorted({u for u, _ in pairs})) if whole_unit
+             else tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
     stmt = (select(HumanTask, Dossier, Procedure.code, Procedure.name)
             .join(Dossier, Dossier.id == HumanTask.dossier_id).join(Procedure, Procedure.id == Dossier.procedure_id)
-            .where(HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs)))
+            .where(HumanTask.completed_at.is_(None), scope))
     if q.strip():
         stmt = stmt.where(Dossier.search_text.contains(fold(q), autoescape=True))
     if procedure_code:

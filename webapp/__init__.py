@@ -1,9 +1,10 @@
-"""Flask web app (JSON API and, later, HTML views) built on engine/ use cases."""
+"""Flask web app: the JSON API and the HTML screens, both built on engine/ use cases."""
 from __future__ import annotations
 
 import logging
 import os
 import secrets
+from datetime import timedelta
 
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
@@ -28,6 +29,7 @@ def create_app(config: dict | None = None) -> Flask:
         PUBLIC_LOOKUP_WINDOW_SECONDS=60,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=10),  # one working day; staff log in each morning
         SESSION_COOKIE_SECURE=os.environ.get("MOTCUA_INSECURE_COOKIES") != "1",
         JSON_SORT_KEYS=False,
     )

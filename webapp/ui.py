@@ -176,12 +176,13 @@ def home():
 def inbox(actor):
     page = max(1, request.args.get("trang", 1, type=int) or 1)
     q, procedure_code, only = request.args.get("q", ""), request.args.get("thu-tuc", ""), request.args.get("loc", "")
+    whole_unit = request.args.get("pham-vi") == "don-vi"
     now = clock.now()
     rows, total = queries.inbox_page(db.session(), actor, q=q, procedure_code=procedure_code, only=only,
-                                     page=page, per_page=25, at=now)
+                                     page=page, per_page=25, at=now, whole_unit=whole_unit)
     procs = catalog.list_procedures(db.session())
     return render_template("inbox.html", rows=rows, total=total, page=page, pages=max(1, -(-total // 25)), q=q,
-                           procedure_code=procedure_code, only=only, procedures=procs)
+                           procedure_code=procedure_code, only=only, procedures=procs, whole_unit=whole_unit)
 
 
 # --- reception -----------------------------------------------------------------------------------
@@ -200,10 +201,16 @@ def reception(actor):
             continue
     code = request.values.get("thu-tuc", "")
     chosen = next((p for p, _ in offered if p.code == code), None)
+    search = request.args.get("tim", "").strip()
+    if search:
+        from engine.text import fold
+
+        offered = [(p, v) for p, v in offered if fold(search) in fold(f"{p.code} {p.name} {p.field}")]
+        if len(offered) == 1 and chosen is None:
+            chosen = offered[0][0]
     form = {k: request.form.get(k, "") for k in ("name", "id_number", "phone", "email", "address", "channel")}
     errors, kept, message = {}, {}, None
     cal = dossiers.calendar(s)
-    preview = cal.appointment(clock.now(), chosen.statutory_days) if chosen else None
     if request.method == "POST" and chosen is not None:
         comps, errors, kept = uploaded_components("file_", [c["code"] for c in chosen.components])
         if not errors:
@@ -220,10 +227,11 @@ def reception(actor):
                 return redirect(url_for("ui.receipt_done", code=dossier.code))
         else:
             message = i18n.ERROR["invalid_input"]
+    preview = cal.appointment(clock.now(), chosen.statutory_days) if chosen else None
     units = [s.get(Unit, u) for u in actor.units_with("mot_cua")]
     status = 422 if message else 200
     return render_template("reception.html", offered=offered, chosen=chosen, form=form, errors=errors, kept=kept,
-                           message=message, preview=preview, units=units), status
+                           message=message, preview=preview, units=units, search=search), status
 
 
 @bp.get("/ho-so/<code>/da-tiep-nhan")

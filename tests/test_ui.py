@@ -1,0 +1,140 @@
+"""The HTML screens through the Flask test client, with CSRF on, on SQLite and PostgreSQL."""
+import re
+from datetime import timedelta
+
+import pytest
+from conftest import APPLICANT, open_task, pdf, receive
+
+from engine import dossiers
+
+
+@pytest.fixture
+def ui(app):
+    app.config["SESSION_COOKIE_SECURE"] = False
+    return app.test_client()
+
+
+def csrf(client, url="/dang-nhap"):
+    page = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def login(client, username):
+    r = client.post("/dang-nhap", data={"username": username, "password": "matkhau-123", "csrf_token": csrf(client)})
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+    return client
+
+
+def test_pages_need_login_and_forms_need_csrf(ui, office):
+    assert "/dang-nhap" in ui.get("/hop-thu").headers["Location"]
+    refused = ui.post("/dang-nhap", data={"username": "mot_cua1", "password": "matkhau-123"})
+    assert refused.status_code == 400 and "tải lại trang" in refused.get_data(as_text=True)
+    bad = ui.post("/dang-nhap", data={"username": "mot_cua1", "password": "sai", "csrf_token": csrf(ui)})
+    assert bad.status_code == 401 and "Tên đăng nhập hoặc mật khẩu không đúng" in bad.get_data(as_text=True)
+    assert ui.post("/dang-nhap?next=https://evil.example/", data={
+        "username": "mot_cua1", "password": "matkhau-123", "csrf_token": csrf(ui)}).headers["Location"] == "/hop-thu"
+
+
+def test_reception_names_missing_components_in_vietnamese_and_writes_nothing(ui, session, office):
+    from sqlalchemy import func, select
+
+    from engine.models import Dossier
+    login(ui, "mot_cua1")
+    token = csrf(ui, "/tiep-nhan?thu-tuc=1.009994")
+    r = ui.post("/tiep-nhan", data={"thu-tuc": "1.009994", "csrf_token": token, "name": APPLICANT["name"],
+                                    "id_number": APPLICANT["id_number"], "channel": "counter"},
+                content_type="multipart/form-data")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422 and "<title>Lỗi: " in page and "Thiếu thành phần hồ sơ bắt buộc" in page
+    assert "QUYENSDD" in page and 'value="Nguyễn Văn An"' in page
+    assert session.scalar(select(func.count()).select_from(Dossier)) == 0
+
+
+def test_reception_search_finds_procedures_without_diacritics(ui, office):
+    login(ui, "mot_cua1")
+    page = ui.get("/tiep-nhan?tim=ho kinh doanh").get_data(as_text=True)
+    assert "Đăng ký thành lập hộ kinh doanh" in page and "Ngày hẹn trả (dự kiến)" in page
+    assert "Thủ tục đăng ký khai sinh" not in page
+
+
+def test_inbox_search_ignores_diacritics_and_scopes_to_roles(ui, session, office):
+    d = receive(session, office)
+    login(ui, "mot_cua1")
+    assert d.code in ui.get("/hop-thu?q=nguyen van an").get_data(as_text=True)
+    assert d.code not in ui.get("/hop-thu?q=tran thi").get_data(as_text=True)
+    leader = login(ui.application.test_client(), "lanh_dao1")
+    assert d.code not in leader.get("/hop-thu").get_data(as_text=True)
+    assert d.code in leader.get("/hop-thu?pham-vi=don-vi").get_data(as_text=True)
+
+
+def test_other_unit_gets_404_on_pages_files_and_forms(ui, session, office):
+    d = receive(session, office)
+    login(ui, "cv_khac")
+    for url in (f"/ho-so/{d.code}", f"/ho-so/{d.code}/in/01", f"/ho-so/{d.code}/quy-trinh.bpmn", "/tep/1",
+                f"/cong-viec/{open_task(session, d).id}"):
+        assert ui.get(url).status_code == 404, url
+
+
+def test_all_printable_forms_render_filled(ui, session, office):
+    d = receive(session, office)
+    task = open_task(session, d)
+    dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=task.id)
+    dossiers.request_supplement(session, actor_id=office["chuyen_vien"], task_id=open_task(session, d).id,
+                                reason="Thiếu chữ ký", items=["Đơn có chữ ký"])
+    dossiers.issue_apology(session, actor_id=office["lanh_dao"], dossier_code=d.code, reason="Chờ xác minh",
+                           new_due_at=d.due_at + timedelta(days=7))  # Thu 5/11 → Thu 12/11
+    dossiers.withdraw_dossier(session, actor_id=office["mot_cua"], dossier_code=d.code, reason="Rút")
+    login(ui, "mot_cua1")
+    expect = {"01": "GIẤY TIẾP NHẬN", "02": "Đơn có chữ ký", "03": "PHIẾU TỪ CHỐI", "04": "Chờ xác minh",
+              "05": "dừng giải quyết", "06": "Tiếp nhận, kiểm tra hồ sơ"}
+    for form, text in expect.items():
+        page = ui.get(f"/ho-so/{d.code}/in/{form}").get_data(as_text=True)
+        assert text in page and d.code in page, form
+    register = ui.get("/so-theo-doi?tu=2026-11-01&den=2026-11-30").get_data(as_text=True)
+    assert "SỔ THEO DÕI HỒ SƠ" in register and d.code in register
+
+
+def test_task_refusal_is_explained_and_nothing_changes(ui, session, office):
+    d = receive(session, office)
+    dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=open_task(session, d).id)
+    login(ui, "chuyen_vien1")
+    task_id = open_task(session, d).id
+    page = ui.get(f"/cong-viec/{task_id}").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = ui.post(f"/cong-viec/{task_id}", data={"csrf_token": token, "decision": "refuse", "reason": ""})
+    assert r.status_code == 422 and "Vui lòng nhập lý do." in r.get_data(as_text=True)
+    assert open_task(session, d).id == task_id
+
+
+def test_citizen_lookup_is_rate_limited(ui, app, session, office):
+    d = receive(session, office)
+    app.config["PUBLIC_LOOKUP_LIMIT"] = 3
+    for _ in range(3):
+        assert ui.get(f"/tra-cuu?ma={d.code}&so-dinh-danh=1").status_code == 404
+    limited = ui.get(f"/tra-cuu?ma={d.code}&so-dinh-danh={APPLICANT['id_number']}")
+    assert limited.status_code == 429 and "quá nhiều lần" in limited.get_data(as_text=True)
+
+
+def test_rating_only_after_the_result_and_once(session, office):
+    d = receive(session, office)
+    with pytest.raises(dossiers.DossierClosed):
+        dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="satisfied")
+    session.rollback()
+    for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
+        dossiers.complete_task(session, actor_id=office[role], task_id=open_task(session, d).id,
+                               data={"decision": "approve"})
+    dossiers.return_result(session, actor_id=office["mot_cua"], dossier_code=d.code)
+    with pytest.raises(dossiers.NotFound):
+        dossiers.rate_service(session, dossier_code=d.code, id_number="000000000", rating="satisfied")
+    session.rollback()
+    dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="satisfied")
+    with pytest.raises(dossiers.AlreadyRated):
+        dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="not_satisfied")
+
+
+def test_file_viewer_serves_the_scan_inline(ui, session, office):
+    d = receive(session, office)
+    login(ui, "chuyen_vien1")
+    r = ui.get("/tep/1")
+    assert r.status_code == 200 and r.data == pdf("GIAYDENGHI") and r.mimetype == "application/pdf"
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and d.code

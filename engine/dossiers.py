@@ -264,12 +264,31 @@ def _sync(session: Session, dossier, inst: runtime.Instance, meta: dict, cal: Wo
         session.connection().execute(update(_TASKS).where(_TASKS.c.id.in_(gone)).values(completed_at=now, cancelled=True))
     dossier.timer_due_at = inst.next_timer_due()
     if inst.completed and dossier.status in OPEN_STATUSES:
-        dossier.status = REFUSED if refused else RESULT_READY
-        dossier.finished_at = now
+        _finish(session, dossier, REFUSED if refused else RESULT_READY, now)
         audit.append(session, dossier, "finished", now, actor, outcome=dossier.status,
                      on_time=now <= dossier.due_at)
     dossier.workflow_state = inst.dump()
     return created
+
+
+_RANK = {"early": 0, "on_time": 1, "late": 2}
+
+
+def _finish(session: Session, dossier, status: str, now: datetime) -> None:
+    """Close a dossier and record, once, the facts the reports aggregate."""
+    dossier.status, dossier.finished_at = status, now
+    dossier.finished_on = clock.local(now).date()
+    if status == WITHDRAWN:
+        return
+    due = dossier.due_at
+    if dossier.apologized:
+        # An apology moves the appointment but the dossier still counts against the one it missed.
+        due = session.execute(select(Apology.previous_due_at).where(Apology.dossier_id == dossier.id)).scalar() or due
+    dossier.finish_result = audit.classify(now, due, clock.VN_TZ)
+    steps = session.execute(select(_TASKS.c.completed_at, _TASKS.c.due_at).where(
+        _TASKS.c.dossier_id == dossier.id, _TASKS.c.completed_at.is_not(None), _TASKS.c.cancelled.is_(False))).all()
+    results = [audit.classify(done, step_due, clock.VN_TZ) for done, step_due in steps]
+    dossier.steps_result = max(results, key=_RANK.__getitem__) if results else None
 
 
 # --- receive -------------------------------------------------------------------------------------
@@ -324,6 +343,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
         code=code, procedure_id=proc.id, version_id=version.id, unit_id=unit_id, channel=channel,
         applicant=applicant, applicant_id_number=id_number, status=RECEIVED, received_at=now,
         received_by_id=actor.id, handed_on_at=handed_on, due_at=due, original_due_at=due,
+        received_on=local_now.date(),
         serializer_version=runtime.SERIALIZER_VERSION, workflow_state="",
         search_text=fold(" ".join([code, applicant["name"], applicant["phone"], id_number])),
     )
@@ -628,7 +648,8 @@ def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason
     if not str(reason or "").strip():
         raise InvalidInput("a reason is required", errors={"reason": "required"})
     _cancel_open_tasks(session, dossier, now)
-    dossier.status, dossier.finished_at, dossier.refusal_reason = REFUSED, now, reason.strip()
+    _finish(session, dossier, REFUSED, now)
+    dossier.refusal_reason = reason.strip()
     audit.append(session, dossier, "refused", now, actor, reason=reason.strip(), within_time=now <= dossier.due_at)
     outbox.record(session, dossier, "status_changed", now)
     session.commit()
@@ -646,7 +667,7 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
     if dossier.status not in OPEN_STATUSES:
         raise DossierClosed(f"dossier {dossier.code} is {dossier.status}: a decision was already issued")
     _cancel_open_tasks(session, dossier, now)
-    dossier.status, dossier.finished_at = WITHDRAWN, now
+    _finish(session, dossier, WITHDRAWN, now)
     audit.append(session, dossier, "withdrawn", now, actor, reason=str(reason or "").strip())
     outbox.record(session, dossier, "status_changed", now)
     session.commit()

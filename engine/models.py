@@ -153,6 +153,9 @@ class Dossier(Base):
         Index("ix_dossiers_unit_status", "unit_id", "status"),
         Index("ix_dossiers_status_due", "status", "due_at"),
         Index("ix_dossiers_applicant_id", "applicant_id_number"),
+        Index("ix_dossiers_unit_received_on", "unit_id", "received_on"),
+        Index("ix_dossiers_unit_finished_on", "unit_id", "finished_on"),
+        Index("ix_dossiers_procedure_received_on", "procedure_id", "received_on"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -176,6 +179,13 @@ class Dossier(Base):
     apologized: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Reporting columns, set once when the fact happens, so every figure is a plain SQL aggregate:
+    # local calendar days (no time-zone arithmetic in SQL) and early/on_time/late judged on the calendar.
+    received_on: Mapped[date | None] = mapped_column(Date)
+    finished_on: Mapped[date | None] = mapped_column(Date)
+    finish_result: Mapped[str | None] = mapped_column(String(8))  # early | on_time | late (against the due date
+    #                                                                before any apology reset)
+    steps_result: Mapped[str | None] = mapped_column(String(8))   # worst step: early | on_time | late
     # Workflow instance state; the spec is referenced through version.spec_hash, never copied.
     serializer_version: Mapped[str] = mapped_column(String(32))
     workflow_state: Mapped[str] = deferred(mapped_column(Text))

@@ -203,3 +203,32 @@ def test_login_refuses_bad_passwords_and_pages_need_login(live_server, browser):
     page.fill("#password", "sai")
     page.click("button[type=submit]")
     assert "Tên đăng nhập hoặc mật khẩu không đúng" in page.content()
+
+
+def test_manager_dashboard_matches_the_api_and_drills_down(live_server, browser, session, office):
+    from conftest import receive, vn
+
+    from engine import dossiers as uc
+    overdue = receive(session, office, at=vn(2026, 11, 2, 9))
+    done = receive(session, office, at=vn(2026, 11, 2, 10))
+    from conftest import open_task
+    for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
+        uc.complete_task(session, actor_id=office[role], task_id=open_task(session, done).id,
+                         data={"decision": "approve"}, now=vn(2026, 11, 3, 9))
+    manager = Desk(browser, live_server)
+    page = manager.login("manager1")
+    page.goto(f"{live_server}/bang-dieu-khien?don-vi=H40.1&tu=2026-11-01&den=2026-11-30")
+    shown = {k: page.locator(f"#h-{k}").inner_text().strip() for k in ("received", "finished", "overdue", "ontime")}
+    token = page.request.post(f"{live_server}/api/v1/auth/token",
+                              data={"username": "manager1", "password": PASSWORD}).json()["token"]
+    api = page.request.get(f"{live_server}/api/v1/metrics?from=2026-11-01&to=2026-11-30&unit=H40.1",
+                           headers={"Authorization": f"Bearer {token}"}).json()
+    assert shown["received"] == str(api["received"]["total"]) == "2"
+    assert shown["finished"] == str(api["finished"]["total"]) == "1"
+    assert shown["overdue"] == str(api["in_progress"]["overdue"]) == "1"
+    assert shown["ontime"] == f"{api['on_time_rate'] * 100:.1f} %"
+    shot(page, "dashboard")
+    page.click("#h-overdue a")
+    assert "Đang giải quyết quá hạn: 1 hồ sơ" in page.content() and overdue.code in page.content()
+    assert done.code not in page.content()
+    assert all(url.startswith(live_server) for url in manager.requests)

@@ -138,3 +138,21 @@ def test_file_viewer_serves_the_scan_inline(ui, session, office):
     r = ui.get("/tep/1")
     assert r.status_code == 200 and r.data == pdf("GIAYDENGHI") and r.mimetype == "application/pdf"
     assert r.headers["X-Content-Type-Options"] == "nosniff" and d.code
+
+
+def test_dashboard_is_for_oversight_roles_and_exports(ui, session, office):
+    receive(session, office)
+    login(ui, "mot_cua1")
+    assert ui.get("/bang-dieu-khien").status_code == 403
+    manager = login(ui.application.test_client(), "manager1")
+    assert manager.get("/bang-dieu-khien?tu=2026-11-01&den=2026-11-30").status_code == 200
+    csv_text = manager.get("/bang-dieu-khien/xuat.csv?bang=thu-tuc&tu=2026-11-01&den=2026-11-30").get_data(as_text=True)
+    assert csv_text.splitlines()[1].startswith("2.000720,1,0,")
+    xlsx = manager.get("/bang-dieu-khien/xuat.xlsx?bang=don-vi&tu=2026-11-01&den=2026-11-30")
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+    sheet = load_workbook(BytesIO(xlsx.data)).active
+    assert sheet.cell(2, 1).value == "Đơn vị" and sheet.cell(3, 1).value == "H40.1" and sheet.cell(3, 2).value == 1
+    assert manager.get("/bang-dieu-khien/danh-sach?loai=khong-co").status_code == 404
+    assert manager.get("/bang-dieu-khien?don-vi=H40.2").status_code == 403  # another commune

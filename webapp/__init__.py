@@ -43,12 +43,14 @@ def create_app(config: dict | None = None) -> Flask:
     errors.init_app(app)
 
     from .api import bp as api_bp
+    from .dashboard import bp as dashboard_bp
     from .ui import bp as ui_bp
 
     csrf.init_app(app)
     csrf.exempt(api_bp)  # the API takes bearer tokens or JSON only, which a cross-site form cannot send
     app.register_blueprint(api_bp)
     app.register_blueprint(ui_bp)
+    app.register_blueprint(dashboard_bp)
 
     @app.after_request
     def _security_headers(response):

@@ -292,3 +292,7 @@ class MetricsOut(Schema):
     supplement_requests = fields.Integer()
     apologies = fields.Dict(keys=fields.String(), values=fields.Integer())
     on_time_rate = fields.Float(allow_none=True)
+    tt01 = fields.Dict(keys=fields.String(), metadata={"description": "TT 01/2018 Đ13-15 indices (indices, total, "
+                                                        "max_available, scaled_to_18, rating)"})
+    qd766 = fields.Dict(keys=fields.String(), metadata={"description": "QĐ 766 groups with data (groups, score, "
+                                                         "max_available); weights are configuration"})

@@ -1,0 +1,154 @@
+"""Manager dashboard: headline figures, monthly trend, per-unit and per-procedure tables with
+drill-down to the dossiers behind every number, today's overdue lists, CSV/XLSX export."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+
+from flask import Blueprint, Response, abort, render_template, request
+from sqlalchemy import select
+
+from engine import clock, metrics
+from engine.models import Procedure, Unit
+
+from . import db, i18n
+from .ui import staff_required
+
+bp = Blueprint("dashboard", __name__)
+OVERSIGHT = ("manager", "admin", "lanh_dao")
+
+KIND_LABELS = {
+    "received": "Tiếp nhận", "received_online": "Tiếp nhận trực tuyến", "received_counter": "Tiếp nhận trực tiếp",
+    "received_post": "Tiếp nhận qua bưu chính", "finished": "Đã giải quyết", "finished_early": "Giải quyết trước hạn",
+    "finished_on_time": "Giải quyết đúng hạn", "finished_late": "Giải quyết quá hạn",
+    "finished_late_apologized": "Quá hạn có văn bản xin lỗi", "in_progress": "Đang giải quyết",
+    "in_progress_overdue": "Đang giải quyết quá hạn", "withdrawn": "Dừng giải quyết",
+    "overdue_without_apology": "Quá hạn chưa xin lỗi", "supplemented": "Có yêu cầu bổ sung",
+    "digitised": "Đã số hóa",
+}
+COLUMNS = [("received", "Tiếp nhận", lambda f: f["received"]["total"]),
+           ("received_online", "Trực tuyến", lambda f: f["received"]["online"]),
+           ("finished_early", "Trước hạn", lambda f: f["finished"]["early"]),
+           ("finished_on_time", "Đúng hạn", lambda f: f["finished"]["on_time"]),
+           ("finished_late", "Quá hạn", lambda f: f["finished"]["late"]),
+           ("in_progress", "Đang giải quyết", lambda f: f["in_progress"]["in_time"]),
+           ("in_progress_overdue", "Đang quá hạn", lambda f: f["in_progress"]["overdue"]),
+           ("supplemented", "Yêu cầu bổ sung", lambda f: f["supplement_requests"]),
+           ("overdue_without_apology", "Quá hạn chưa xin lỗi", lambda f: f["overdue_without_apology"])]
+
+
+def _scope(actor):
+    units = sorted({u for u, role in actor.grants if role in OVERSIGHT})
+    if not units:
+        abort(403)
+    s = db.session()
+    codes = [s.get(Unit, u).code for u in units]
+    unit_code = request.args.get("don-vi") or codes[0]
+    if unit_code not in codes and not any(unit_code in _descendant_codes(s, c) for c in codes):
+        abort(403)
+    return unit_code, codes
+
+
+def _descendant_codes(s, code):
+    ids = metrics.units_under(s, code)
+    return {s.get(Unit, i).code for i in ids}
+
+
+def _period():
+    today = clock.local(clock.now()).date()
+    try:
+        start = date.fromisoformat(request.args.get("tu", ""))
+    except ValueError:
+        start = today.replace(day=1)
+    try:
+        end = date.fromisoformat(request.args.get("den", ""))
+    except ValueError:
+        end = today
+    if end < start:
+        start, end = end, start
+    return start, min(end, start + timedelta(days=3 * 366))
+
+
+@bp.get("/bang-dieu-khien")
+@staff_required
+def dashboard(actor):
+    unit_code, codes = _scope(actor)
+    start, end = _period()
+    s = db.session()
+    procedure_code = request.args.get("thu-tuc") or None
+    head = metrics.summary(s, start, end, unit_code=unit_code, procedure_code=procedure_code)
+    trend = metrics.monthly(s, max(start, end.replace(day=1) - timedelta(days=365)).replace(day=1), end,
+                            unit_code=unit_code, procedure_code=procedure_code)
+    unit_ids = metrics.units_under(s, unit_code)
+    per_unit = [r for r in metrics.by_unit(s, start, end, procedure_code) if r["unit_id"] in unit_ids]
+    per_procedure = metrics.by_procedure(s, start, end, unit_code)
+    names = dict(s.execute(select(Unit.code, Unit.name)).all())
+    pnames = dict(s.execute(select(Procedure.code, Procedure.name)).all())
+    today = metrics.due_soon(s, unit_ids, clock.now())
+    peak = max([m["received"] for m in trend] + [1])
+    return render_template("dashboard.html", head=head, trend=trend, peak=peak, per_unit=per_unit,
+                           per_procedure=per_procedure, columns=COLUMNS, names=names, pnames=pnames, today=today,
+                           start=start, end=end, unit_code=unit_code, codes=codes, procedure_code=procedure_code,
+                           updated=clock.now())
+
+
+@bp.get("/bang-dieu-khien/danh-sach")
+@staff_required
+def drill_down(actor):
+    unit_code, _ = _scope(actor)
+    start, end = _period()
+    kind = request.args.get("loai", "")
+    if kind not in metrics.KINDS:
+        abort(404)
+    page = max(1, request.args.get("trang", 1, type=int) or 1)
+    rows, total = metrics.dossier_list(db.session(), kind, start, end, unit_code=unit_code,
+                                       procedure_code=request.args.get("thu-tuc") or None, limit=50,
+                                       offset=(page - 1) * 50)
+    return render_template("drilldown.html", rows=rows, total=total, kind=kind, label=KIND_LABELS[kind],
+                           start=start, end=end, unit_code=unit_code, page=page, pages=max(1, -(-total // 50)))
+
+
+@bp.get("/bang-dieu-khien/xuat.<fmt>")
+@staff_required
+def export(actor, fmt):
+    if fmt not in ("csv", "xlsx"):
+        abort(404)
+    unit_code, _ = _scope(actor)
+    start, end = _period()
+    s = db.session()
+    table = request.args.get("bang", "don-vi")
+    if table == "don-vi":
+        unit_ids = metrics.units_under(s, unit_code)
+        rows = [r for r in metrics.by_unit(s, start, end) if r["unit_id"] in unit_ids]
+        first = "Đơn vị"
+    elif table == "thu-tuc":
+        rows, first = metrics.by_procedure(s, start, end, unit_code), "Thủ tục"
+    else:
+        abort(404)
+    header = [first] + [label for _, label, _ in COLUMNS] + ["Tỷ lệ đúng hạn", "Chỉ số TT 01 (thang 18)", "Xếp loại"]
+    data = [[r["key"]] + [get(r) for _, _, get in COLUMNS] +
+            [r["on_time_rate"], r["tt01"]["scaled_to_18"], r["tt01"]["rating"]] for r in rows]
+    name = f"bao-cao-{table}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}"
+    if fmt == "csv":
+        out = io.StringIO()
+        out.write("\ufeff")  # Excel opens UTF-8 Vietnamese correctly with a BOM
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(data)
+        return Response(out.getvalue(), mimetype="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename={name}.csv"})
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Báo cáo"
+    ws.append([f"{i18n.d(start)} – {i18n.d(end)} · {unit_code} · cập nhật {i18n.dt(clock.now())}"])
+    ws.append(header)
+    for row in data:
+        ws.append(row)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return Response(buffer.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    headers={"Content-Disposition": f"attachment; filename={name}.xlsx"})
+

@@ -350,6 +350,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
     session.add(dossier)
     session.flush()
     stored = _store_files(session, dossier, comps, "reception", now)
+    dossier.digitised = bool(stored)
     audit.append(session, dossier, "received", now, actor, procedure=proc.code, version=version.number,
                  channel=channel, due_at=due.isoformat(),
                  files=[{"code": c["code"], "sha256": f.sha256} for c, f in zip(comps, stored)])

@@ -91,13 +91,18 @@ def _count(cond):
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
+_SUPPLEMENT = SupplementRequest.__table__.alias("sr")
+_RATING = ServiceRating.__table__.alias("sv")
+GOOD_RATINGS = ("very_satisfied", "satisfied")
+
+
 def _conditions(start: date, end: date):
     end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
     received = Dossier.received_on.between(start, end)
     finished = and_(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED))
     in_progress = and_(Dossier.received_on <= end, or_(Dossier.finished_on.is_(None), Dossier.finished_on > end),
                        Dossier.status != WITHDRAWN)
-    supplemented = exists().where(SupplementRequest.dossier_id == Dossier.id)
+    supplemented = _SUPPLEMENT.c.id.is_not(None)
     return {
         "received": received,
         "received_online": and_(received, Dossier.channel == "online"),
@@ -113,11 +118,25 @@ def _conditions(start: date, end: date):
         "withdrawn": and_(Dossier.finished_on.between(start, end), Dossier.status == WITHDRAWN),
         "overdue_without_apology": and_(in_progress, Dossier.due_at < end_at, Dossier.apologized.is_(False)),
         "supplemented": and_(received, supplemented),
-        "digitised": and_(received, exists().where(DossierFile.dossier_id == Dossier.id)),
+        "ratings": and_(received, _RATING.c.id.is_not(None)),
+        "ratings_good": and_(received, _RATING.c.rating.in_(GOOD_RATINGS)),
     }
 
 
-KINDS = tuple(_conditions(date.today(), date.today()))
+# Drill-down kinds: every count except the rating tallies (those lists are in the ratings screen).
+KINDS = tuple(k for k in _conditions(date.today(), date.today()) if not k.startswith("ratings")) + ("digitised",)
+
+
+def _relevant(start: date, end: date):
+    """Rows that can count in the period at all, so the planner can use the day indexes."""
+    return and_(Dossier.received_on <= end, or_(Dossier.finished_on.is_(None), Dossier.finished_on >= start,
+                                                Dossier.received_on >= start))
+
+
+def _joined(stmt):
+    return (stmt.select_from(Dossier)
+            .outerjoin(_SUPPLEMENT, _SUPPLEMENT.c.dossier_id == Dossier.id)
+            .outerjoin(_RATING, _RATING.c.dossier_id == Dossier.id))
 
 
 def _period(start: datetime | date, end: datetime | date) -> tuple[date, date]:
@@ -129,43 +148,79 @@ def _period(start: datetime | date, end: datetime | date) -> tuple[date, date]:
     return start, end
 
 
-def _figures(session: Session, start: date, end: date, filters: list, group_by=None) -> list:
-    conds = _conditions(start, end)
-    columns = [_count(c).label(k) for k, c in conds.items()]
-    tt01 = _tt01_columns(session, start, end)
-    columns += [v.label(k) for k, v in tt01.items()]
-    stmt = select(*( [group_by] if group_by is not None else []), *columns).where(*filters)
-    if group_by is not None:
-        stmt = stmt.group_by(group_by)
-    return session.execute(stmt).all()
+def _figures(session: Session, start: date, end: date, filters: list, cfg: dict, group_by=None) -> dict:
+    """{group key (or None): {figure: count}}.
+
+    One GROUP BY over a handful of low-cardinality facts per dossier (in the period? finished? result,
+    channel, supplemented, rating…) gives at most a few hundred buckets; the figures are sums over
+    those buckets. Far cheaper for the database than thirty CASE aggregates per row."""
+    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
+    facts = [
+        Dossier.received_on.between(start, end).label("rec"),
+        Dossier.finished_on.between(start, end).label("fin"),
+        (Dossier.finished_on > end).label("fin_after"),
+        (Dossier.due_at < end_at).label("due_before"),
+        Dossier.status, Dossier.channel, Dossier.finish_result, Dossier.steps_result, Dossier.apologized,
+        Dossier.digitised, _SUPPLEMENT.c.id.is_not(None).label("supp"), _RATING.c.rating,
+    ]
+    keys = [group_by.label("grp")] if group_by is not None else []
+    stmt = _joined(select(*keys, *facts, func.count().label("n"))).where(*filters, _relevant(start, end))
+    stmt = stmt.group_by(*keys, *facts)
+    out: dict = {}
+    for row in session.execute(stmt):
+        key = row.grp if group_by is not None else None
+        _add_bucket(out.setdefault(key, _zero_counts()), row, cfg)
+    return out
 
 
-def _tt01_columns(session, start, end):
-    """Sums of the per-dossier TT 01/2018 points over dossiers finished in the period."""
-    finished = and_(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED))
-    cfg = config(session)["tt01"]
-    points = {"early": 2, "on_time": 1, "late": 0}
-
-    def pts(column):
-        return case(*((column == k, v) for k, v in points.items()), else_=0)
-
-    complaint = exists().where(ServiceRating.dossier_id == Dossier.id, ServiceRating.rating.in_(cfg["complaint_ratings"]))
-    supplemented = exists().where(SupplementRequest.dossier_id == Dossier.id)
-    return {
-        "tt01_i1": func.coalesce(func.sum(case((finished, pts(Dossier.finish_result)), else_=0)), 0),
-        "tt01_i2": func.coalesce(func.sum(case((and_(finished, Dossier.steps_result.is_not(None)),
-                                                pts(Dossier.steps_result)), else_=0)), 0),
-        "tt01_i2_n": _count(and_(finished, Dossier.steps_result.is_not(None))),
-        "tt01_i3": func.coalesce(func.sum(case((finished, case((supplemented, 1), else_=2)), else_=0)), 0),
-        "tt01_i4": func.coalesce(func.sum(case((finished, case((Dossier.channel == "online", 2), else_=1)), else_=0)), 0),
-        "tt01_i7": func.coalesce(func.sum(case((finished, case((complaint, 0), else_=pts(Dossier.finish_result))),
-                                               else_=0)), 0),
-    }
+_POINTS = {"early": 2, "on_time": 1, "late": 0}
+FIGURES = ("received", "received_online", "received_counter", "received_post", "finished", "finished_early",
+           "finished_on_time", "finished_late", "finished_late_apologized", "in_progress", "in_progress_overdue",
+           "withdrawn", "overdue_without_apology", "supplemented", "ratings", "ratings_good", "digitised",
+           "tt01_i1", "tt01_i2", "tt01_i2_n", "tt01_i3", "tt01_i4", "tt01_i7")
 
 
-def _derive(session: Session, row, start: date, end: date, procedure_share: float | None, filters: list) -> dict:
-    m = row._mapping
-    cfg = config(session)
+def _zero_counts() -> dict:
+    return dict.fromkeys(FIGURES, 0)
+
+
+def _add_bucket(m: dict, b, cfg: dict) -> None:
+    """Add one bucket of `b.n` dossiers sharing the same facts; the rules are those of _conditions."""
+    n = b.n
+    if b.rec:
+        m["received"] += n
+        m[f"received_{b.channel}"] += n
+        m["supplemented"] += n if b.supp else 0
+        m["digitised"] += n if b.digitised else 0
+        if b.rating is not None:
+            m["ratings"] += n
+            m["ratings_good"] += n if b.rating in GOOD_RATINGS else 0
+    if b.fin and b.status in FINISHED:
+        m["finished"] += n
+        if b.finish_result in _POINTS:
+            m[f"finished_{b.finish_result}"] += n
+        if b.finish_result == "late" and b.apologized:
+            m["finished_late_apologized"] += n
+        points = _POINTS.get(b.finish_result, 0)
+        m["tt01_i1"] += points * n
+        if b.steps_result is not None:
+            m["tt01_i2"] += _POINTS.get(b.steps_result, 0) * n
+            m["tt01_i2_n"] += n
+        m["tt01_i3"] += (1 if b.supp else 2) * n
+        m["tt01_i4"] += (2 if b.channel == "online" else 1) * n
+        m["tt01_i7"] += (0 if b.rating in cfg["tt01"]["complaint_ratings"] else points) * n
+    if b.fin and b.status == WITHDRAWN:
+        m["withdrawn"] += n
+    # In progress at the end: received by then (WHERE), not withdrawn, and not finished by then.
+    if b.status != WITHDRAWN and (b.fin_after is True or (b.fin_after is None and b.status not in FINISHED)):
+        m["in_progress"] += n
+        if b.due_before:
+            m["in_progress_overdue"] += n
+            if not b.apologized:
+                m["overdue_without_apology"] += n
+
+
+def _derive(m: dict, cfg: dict, procedure_share: float | None) -> dict:
     finished = m["finished"]
     on_time = m["finished_early"] + m["finished_on_time"]
     received = m["received"]
@@ -194,16 +249,13 @@ def _derive(session: Session, row, start: date, end: date, procedure_share: floa
     band = next((label for floor, label in cfg["tt01"]["bands"] if scaled is not None and scaled >= floor), None)
     # QĐ 766 groups with data in this system; groups without data are reported as None.
     q = cfg["qd766"]
-    ratings = session.execute(select(_count(ServiceRating.rating.in_(("very_satisfied", "satisfied"))), func.count())
-                              .select_from(ServiceRating).join(Dossier, Dossier.id == ServiceRating.dossier_id)
-                              .where(*filters, Dossier.received_on.between(start, end))).one()
     groups = {
         "cong_khai": None,
         "tien_do": round(q["tien_do"]["weight"] * on_time / finished, 2) if finished else None,
         "so_hoa": round(q["so_hoa"]["weight"] * m["digitised"] / received, 2) if received else None,
         "truc_tuyen": round(q["truc_tuyen"]["weight"] * min(1.0, online_share / q["truc_tuyen"]["target_online_share"]), 2)
         if online_share is not None else None,
-        "hai_long": round(q["hai_long"]["weight"] * ratings[0] / ratings[1], 2) if ratings[1] else None,
+        "hai_long": round(q["hai_long"]["weight"] * m["ratings_good"] / m["ratings"], 2) if m["ratings"] else None,
     }
     scored = {k: v for k, v in groups.items() if v is not None}
     return {
@@ -223,6 +275,7 @@ def _derive(session: Session, row, start: date, end: date, procedure_share: floa
     }
 
 
+
 def _online_procedure_share(session: Session) -> float | None:
     total, online = session.execute(select(func.count(), _count(Procedure.online_level == "toan_trinh"))
                                     .select_from(Procedure)).one()
@@ -232,9 +285,10 @@ def _online_procedure_share(session: Session) -> float | None:
 def summary(session: Session, start, end, unit_code: str | None = None, procedure_code: str | None = None) -> dict:
     """The contract's GET /api/v1/metrics: figures for one unit (and its sub-units) and/or procedure."""
     start_day, end_day = _period(start, end)
+    cfg = config(session)
     filters = _filters(session, unit_code, procedure_code)
-    row = _figures(session, start_day, end_day, filters)[0]
-    out = _derive(session, row, start_day, end_day, _online_procedure_share(session), filters)
+    figures = _figures(session, start_day, end_day, filters, cfg).get(None)
+    out = _derive(figures or _zero_counts(), cfg, _online_procedure_share(session))
     apologies = session.execute(select(func.count(), _count(Apology.late.is_(True))).select_from(Apology)
                                 .join(Dossier, Dossier.id == Apology.dossier_id)
                                 .where(Apology.issued_at >= _at(start_day), Apology.issued_at < _at(end_day + timedelta(days=1)),
@@ -250,57 +304,56 @@ def _at(day: date) -> datetime:
 
 
 def by_unit(session: Session, start: date, end: date, procedure_code: str | None = None) -> list[dict]:
-    rows = _figures(session, start, end, _filters(session, None, procedure_code), group_by=Dossier.unit_id)
-    names = dict(session.execute(select(Unit.id, Unit.code)).all())
+    cfg = config(session)
+    rows = _figures(session, start, end, _filters(session, None, procedure_code), cfg, group_by=Dossier.unit_id)
+    codes = dict(session.execute(select(Unit.id, Unit.code)).all())
     share = _online_procedure_share(session)
-    out = []
-    for row in rows:
-        unit_id = row[0]
-        figures = _derive(session, row, start, end, share, [Dossier.unit_id == unit_id])
-        out.append({"key": names[unit_id], "unit_id": unit_id, **figures})
+    out = [{"key": codes[unit_id], "unit_id": unit_id, **_derive(m, cfg, share)} for unit_id, m in rows.items()]
     return sorted(out, key=lambda r: r["key"])
 
 
 def by_procedure(session: Session, start: date, end: date, unit_code: str | None = None) -> list[dict]:
-    filters = _filters(session, unit_code, None)
-    rows = _figures(session, start, end, filters, group_by=Dossier.procedure_id)
+    cfg = config(session)
+    rows = _figures(session, start, end, _filters(session, unit_code, None), cfg, group_by=Dossier.procedure_id)
     codes = dict(session.execute(select(Procedure.id, Procedure.code)).all())
     share = _online_procedure_share(session)
-    out = []
-    for row in rows:
-        pid = row[0]
-        figures = _derive(session, row, start, end, share, [*filters, Dossier.procedure_id == pid])
-        out.append({"key": codes[pid], **figures})
-    return sorted(out, key=lambda r: r["key"])
+    return sorted(({"key": codes[pid], **_derive(m, cfg, share)} for pid, m in rows.items()), key=lambda r: r["key"])
 
 
 def monthly(session: Session, start: date, end: date, unit_code: str | None = None,
             procedure_code: str | None = None) -> list[dict]:
-    """Received and finished-on-time counts per month (trend chart)."""
+    """Received and finished counts per month (trend chart), in one grouped query over local days."""
     filters = _filters(session, unit_code, procedure_code)
+    first = start.replace(day=1)
     months = []
-    cursor = start.replace(day=1)
+    cursor = first
     while cursor <= end:
-        nxt = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
-        months.append((cursor, min(end, nxt - timedelta(days=1))))
-        cursor = nxt
-    out = []
-    for first, last in months:
-        conds = _conditions(first, last)
-        r = session.execute(select(_count(conds["received"]), _count(conds["finished"]),
-                                   _count(or_(conds["finished_early"], conds["finished_on_time"])),
-                                   _count(conds["finished_late"])).where(*filters)).one()
-        out.append({"month": first.strftime("%m/%Y"), "received": r[0], "finished": r[1], "on_time": r[2], "late": r[3]})
-    return out
+        months.append(cursor)
+        cursor = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
+    columns = []
+    for i, m in enumerate(months):
+        last = min(end, (m.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
+        c = _conditions(max(m, start), last)
+        columns += [_count(c["received"]).label(f"r{i}"), _count(c["finished"]).label(f"f{i}"),
+                    _count(or_(c["finished_early"], c["finished_on_time"])).label(f"o{i}"),
+                    _count(c["finished_late"]).label(f"l{i}")]
+    row = session.execute(select(*columns).select_from(Dossier).where(*filters, _relevant(start, end))).one()._mapping
+    return [{"month": m.strftime("%m/%Y"), "received": row[f"r{i}"], "finished": row[f"f{i}"], "on_time": row[f"o{i}"],
+             "late": row[f"l{i}"]} for i, m in enumerate(months)]
 
 
 def dossier_list(session: Session, kind: str, start: date, end: date, unit_code: str | None = None,
                  procedure_code: str | None = None, limit: int = 200, offset: int = 0) -> tuple[list[Dossier], int]:
     """The dossiers behind one figure (drill-down)."""
-    conds = _conditions(start, end)
-    if kind not in conds:
+    if kind not in KINDS:
         raise KeyError(kind)
-    stmt = select(Dossier).where(conds[kind], *_filters(session, unit_code, procedure_code))
+    filters = _filters(session, unit_code, procedure_code)
+    if kind == "digitised":
+        cond = and_(Dossier.received_on.between(start, end), exists().where(DossierFile.dossier_id == Dossier.id))
+        stmt = select(Dossier).where(cond, *filters)
+    else:
+        cond = _conditions(start, end)[kind]
+        stmt = _joined(select(Dossier)).where(cond, *filters, _relevant(start, end))
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.scalars(stmt.order_by(Dossier.received_at.desc()).limit(limit).offset(offset)).all()
     return list(rows), total

@@ -156,6 +156,8 @@ class Dossier(Base):
         Index("ix_dossiers_unit_received_on", "unit_id", "received_on"),
         Index("ix_dossiers_unit_finished_on", "unit_id", "finished_on"),
         Index("ix_dossiers_procedure_received_on", "procedure_id", "received_on"),
+        Index("ix_dossiers_received_on", "received_on"),
+        Index("ix_dossiers_finished_on", "finished_on"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -186,6 +188,7 @@ class Dossier(Base):
     finish_result: Mapped[str | None] = mapped_column(String(8))  # early | on_time | late (against the due date
     #                                                                before any apology reset)
     steps_result: Mapped[str | None] = mapped_column(String(8))   # worst step: early | on_time | late
+    digitised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))  # scans stored
     # Workflow instance state; the spec is referenced through version.spec_hash, never copied.
     serializer_version: Mapped[str] = mapped_column(String(32))
     workflow_state: Mapped[str] = deferred(mapped_column(Text))

@@ -128,3 +128,22 @@ def test_weights_are_configuration(session, known):
     session.commit()
     m = metrics.summary(session, date(2026, 11, 1), date(2026, 11, 30))
     assert m["qd766"]["groups"]["tien_do"] == 8.0
+
+
+def test_every_drill_down_list_has_exactly_the_dossiers_its_figure_counts(session, known):
+    start, end = date(2026, 11, 1), date(2026, 11, 30)
+    with clock.frozen(vn(2026, 12, 1, 9)):
+        m = metrics.summary(session, start, end)
+    figure = {
+        "received": m["received"]["total"], "received_online": m["received"]["online"],
+        "received_counter": m["received"]["counter"], "received_post": m["received"]["post"],
+        "finished": m["finished"]["total"], "finished_early": m["finished"]["early"],
+        "finished_on_time": m["finished"]["on_time"], "finished_late": m["finished"]["late"],
+        "finished_late_apologized": m["finished"]["late_with_apology"], "in_progress": m["in_progress"]["total"],
+        "in_progress_overdue": m["in_progress"]["overdue"], "withdrawn": m["withdrawn"],
+        "overdue_without_apology": m["overdue_without_apology"], "supplemented": m["supplement_requests"],
+        "digitised": m["received"]["total"],
+    }
+    assert set(figure) == set(metrics.KINDS)
+    for kind, count in figure.items():
+        assert metrics.dossier_list(session, kind, start, end)[1] == count, kind

@@ -128,8 +128,9 @@ def raw_cycles(xml: str, rounds: int) -> tuple[float, float]:
     return statistics.median(stock_times), statistics.median(ref_times)
 
 
-def persisted_cycle(url: str, xml: str, n_dossiers: int, raw: RawCycler) -> tuple[float, float]:
-    """(median persisted completion, median of per-pair ratios persisted / raw stock cycle)."""
+def persisted_cycle(url: str, xml: str, n_dossiers: int, raw: RawCycler) -> tuple[float, float, float]:
+    """(median persisted completion, median of per-pair ratios persisted / raw stock cycle, median CPU
+    time of this process per completion — immune to the shared machine's other load)."""
     schema.upgrade(url)
     eng = make_engine(url)
     factory = make_sessionmaker(eng)
@@ -148,7 +149,7 @@ def persisted_cycle(url: str, xml: str, n_dossiers: int, raw: RawCycler) -> tupl
             applicant={"name": "Người đo", "id_number": "000000000001"},
             components=[{"code": "DON", "filename": "don.pdf", "content": b"%PDF-1.4 bench"}], now=now).id
             for _ in range(n_dossiers)]
-    timings, ratios = [], []
+    timings, ratios, cpu = [], [], []
     with factory() as s:
         for _ in range(STEPS):
             for dossier_id in codes:
@@ -156,12 +157,13 @@ def persisted_cycle(url: str, xml: str, n_dossiers: int, raw: RawCycler) -> tupl
                                                                HumanTask.completed_at.is_(None)))
                 s.rollback()
                 raw_seconds = raw()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 dossiers.complete_task(s, actor_id=user, task_id=task_id, now=now)
                 timings.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 ratios.append(timings[-1] / raw_seconds)
     eng.dispose()
-    return statistics.median(timings), statistics.median(ratios)
+    return statistics.median(timings), statistics.median(ratios), statistics.median(cpu)
 
 
 def reset_pg(url: str) -> None:
@@ -184,20 +186,23 @@ def main() -> None:
     xml = ten_step_process()
     # Interleave repeats of every measurement so a noisy moment on the shared machine hits all of
     # them alike; report the median of the repeats.
-    samples: dict[str, list[float]] = {k: [] for k in ("stock", "ref", "sqlite", "pg", "sqlite_ratio", "pg_ratio")}
+    samples: dict[str, list[float]] = {k: [] for k in ("stock", "ref", "sqlite", "pg", "sqlite_ratio", "pg_ratio",
+                                                       "sqlite_cpu", "pg_cpu")}
     raw = RawCycler(xml)
     for _ in range(args.repeat):
         stock_s, ref_s = raw_cycles(xml, args.rounds)
         samples["stock"].append(stock_s)
         samples["ref"].append(ref_s)
         with tempfile.TemporaryDirectory() as tmp:
-            cycle, ratio = persisted_cycle(f"sqlite:///{tmp}/bench.sqlite3", xml, args.dossiers, raw)
+            cycle, ratio, cpu = persisted_cycle(f"sqlite:///{tmp}/bench.sqlite3", xml, args.dossiers, raw)
         samples["sqlite"].append(cycle)
         samples["sqlite_ratio"].append(ratio)
+        samples["sqlite_cpu"].append(cpu)
         reset_pg(args.pg)
-        cycle, ratio = persisted_cycle(args.pg, xml, args.dossiers, raw)
+        cycle, ratio, cpu = persisted_cycle(args.pg, xml, args.dossiers, raw)
         samples["pg"].append(cycle)
         samples["pg_ratio"].append(ratio)
+        samples["pg_cpu"].append(cpu)
         reset_pg(args.pg)
     med = {k: statistics.median(v) for k, v in samples.items()}
     stock, ref, sqlite_cycle, pg_cycle = med["stock"], med["ref"], med["sqlite"], med["pg"]
@@ -221,7 +226,9 @@ def main() -> None:
         ratio = paired.get(label, seconds / stock)
         lines.append(f"| {label} | {seconds * 1000:.2f} | {1 / seconds:,.0f} | {ratio:.2f} |")
     lines += ["", "Ratios of persisted completions are medians of per-completion ratios against a raw stock cycle",
-              "timed immediately before each completion (robust to the shared machine's drifts)."]
+              "timed immediately before each completion (robust to the shared machine's drifts).",
+              f"CPU time of this process per completion (one core): SQLite {med['sqlite_cpu'] * 1000:.2f} ms "
+              f"(= {1 / med['sqlite_cpu']:,.0f}/s), PostgreSQL {med['pg_cpu'] * 1000:.2f} ms (client side only)."]
     print("\n".join(lines))
     if args.write:
         with open(args.write, "a", encoding="utf-8") as fh:

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -22,23 +23,48 @@ def _digest(prev_hash: str, seq: int, at: datetime, actor_id: int | None, kind: 
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+_BUFFER = "motcua.audit_events"
+
+
 def append(session: Session, dossier: Dossier, kind: str, at: datetime, actor=None,
            step: str | None = None, **data) -> None:
     """Append one event (`actor`: an engine.actors.Actor or None for the system). The caller holds
-    the dossier's row lock, so seq and head are stable. Written with a Core INSERT on the session's
-    connection: no ORM object, no autoflush, the same transaction."""
+    the dossier's row lock, so seq and head are stable. Events are buffered on the session and
+    written with one Core INSERT just before the transaction commits (see `flush`)."""
     seq = dossier.audit_seq + 1
     # UTC, millisecond precision: exactly what both databases give back, so the hash re-verifies.
     at = at.astimezone(timezone.utc).replace(microsecond=(at.microsecond // 1000) * 1000)
     prev = dossier.audit_head
     actor_id = actor.id if actor is not None else None
     digest = _digest(prev, seq, at, actor_id, kind, step, data)
-    session.connection().execute(insert(AuditEvent), [{
+    session.info.setdefault(_BUFFER, []).append({
         "dossier_id": dossier.id, "seq": seq, "at": at, "actor_id": actor_id,
         "actor_name": actor.display_name if actor is not None else "hệ thống",
         "kind": kind, "step": step, "data": data, "prev_hash": prev, "hash": digest,
-    }])
+    })
     dossier.audit_seq, dossier.audit_head = seq, digest
+
+
+def flush(session: Session) -> None:
+    """Write the buffered events (one multi-row INSERT, in the current transaction)."""
+    rows = session.info.pop(_BUFFER, None)
+    if rows:
+        session.connection().execute(insert(AuditEvent), rows)
+
+
+def discard(session: Session) -> None:
+    """Drop buffered events of work that was rolled back (e.g. a failed savepoint)."""
+    session.info.pop(_BUFFER, None)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    flush(session)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    discard(session)
 
 
 def verify_chain(session: Session, dossier_id: int) -> int | None:

@@ -64,8 +64,10 @@ def _fire_timers(factory, now, report) -> None:
                         _sync(session, dossier, inst, meta, cal, now, None)
                         if dossier.status != previous_status:
                             outbox.record(session, dossier, "status_changed", now)
+                        audit.flush(session)  # inside the savepoint: a later failure must not drop these
                     report.timers_fired += 1
                 except (runtime.ProcessFailed, WorkflowError) as exc:
+                    audit.discard(session)
                     failed.add(dossier.id)
                     report.failures.append(f"{dossier.code}: {exc}")
             session.commit()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata as _metadata
 from typing import Any, Callable
+from uuid import UUID
 
 import SpiffWorkflow.bpmn.specs.event_definitions.timer as _spiff_timer
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -40,24 +41,24 @@ INSTALLED_SPIFF_VERSION = _metadata.version("SpiffWorkflow")
 RESERVED_IDS = frozenset({"Start", "End"})
 
 
-class RuntimeError_(Exception):
+class RuntimeFailure(Exception):
     """A process could not be parsed or run; `problems` lists what went wrong."""
 
 
-class ParseFailed(RuntimeError_):
+class ParseFailed(RuntimeFailure):
     def __init__(self, message: str, element_id: str | None = None, line: int | None = None):
         super().__init__(message)
         self.element_id = element_id
         self.line = line
 
 
-class ProcessFailed(RuntimeError_):
+class ProcessFailed(RuntimeFailure):
     def __init__(self, message: str, element_id: str | None = None):
         super().__init__(message)
         self.element_id = element_id
 
 
-class NotWaiting(RuntimeError_):
+class NotWaiting(RuntimeFailure):
     """A message was delivered to an instance not waiting for it."""
 
 
@@ -132,19 +133,13 @@ class _SpecRefWorkflowConverter(BpmnWorkflowConverter):
         ref = dct.pop("spec_ref")
         spec, subprocess_specs = _SPECS[ref]
         workflow = self.target_class(spec, subprocess_specs, deserializing=True)
-        workflow.tasks = self.mapping_from_dict(dct["tasks"], _uuid, workflow=workflow)
-        workflow.task_tree = workflow.tasks.get(_uuid(dct["root"]))
+        workflow.tasks = self.mapping_from_dict(dct["tasks"], UUID, workflow=workflow)
+        workflow.task_tree = workflow.tasks.get(UUID(dct["root"]))
         self.set_default_attributes(workflow, dct)
         self.subprocesses_from_dict(dct["subprocesses"], workflow)
         workflow.bpmn_events = self.registry.restore(dct.pop("bpmn_events", []))
         workflow.motcua_spec_hash = ref
         return workflow
-
-
-def _uuid(value):
-    from uuid import UUID
-
-    return UUID(value)
 
 
 _CONFIG = dict(SPIFF_CONFIG)
@@ -268,36 +263,22 @@ class Instance:
     def completed(self) -> bool:
         return self.workflow.is_completed()
 
-    def path_specs(self) -> list[str]:
-        """Spec names of completed tasks, in completion order."""
-        done = [t for t in self._all_tasks() if t.state == TaskState.COMPLETED]
-        done.sort(key=lambda t: t.last_state_change)
-        return [t.task_spec.name for t in done]
-
-    @property
-    def data(self) -> dict:
-        return self.workflow.data
-
     def next_timer_due(self) -> datetime | None:
+        """The earliest due time of a waiting timer (SPIFF-NOTES: `internal_data['event_value']`, an
+        ISO time, or a dict with `next` for cycles), for the indexed `timer_due_at` column."""
         dues = []
         for task in self._tasks(TaskState.WAITING):
-            event = getattr(task.task_spec, "event_definition", None)
-            if not isinstance(event, TimerEventDefinition):
+            if not isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
                 continue
             value = task.internal_data.get("event_value")
             if isinstance(value, dict):
                 value = value.get("next")
-            if isinstance(value, str):
-                try:
-                    dues.append(_spiff_timer.TimerEventDefinition.get_datetime(value))
-                except ValueError:
-                    try:
-                        parsed = _spiff_timer.TimerEventDefinition.parse_time_or_duration(value)
-                        if isinstance(parsed, datetime):
-                            dues.append(parsed)
-                    except Exception:
-                        continue
-        return min((datetime.fromisoformat(d.isoformat()).astimezone(timezone.utc) for d in dues), default=None)
+            try:
+                due = TimerEventDefinition.get_datetime(value)
+            except (TypeError, ValueError):
+                continue  # not computed yet; refresh_timers sets it on the next engine step
+            dues.append(datetime.fromtimestamp(due.timestamp(), tz=timezone.utc))
+        return min(dues, default=None)
 
     def waiting_for_message(self, name: str) -> bool:
         return any(self._message_waiters(name))

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
-from . import audit, catalog, clock, files, outbox, runtime
+from . import audit, catalog, clock, files, outbox, reportfacts, runtime
 from .actors import Actor, load_actor
 from .db import begin_write
 from .errors import (
@@ -361,6 +361,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
     except runtime.ProcessFailed as exc:
         raise WorkflowError(f"the process of {proc.code} failed to start: {exc}") from None
     _sync(session, dossier, inst, meta, cal, now, actor)
+    reportfacts.apply(session, reportfacts.Counter(), dossier)
     outbox.record(session, dossier, "received", now)
     if idempotency is not None:
         session.add(IdempotencyKey(user_id=actor.id, key=idempotency[0], operation="receive_dossier",
@@ -442,6 +443,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     dossier = _lock_dossier_row(session, owner, what=f"task {task_id}")
     open_rows = _open_tasks(session, dossier)
     previous_status = dossier.status
+    facts = reportfacts.facts_of(dossier)
     task = open_rows.get(task_id)
     if task is None:
         raise TaskNotReady("this step was already completed by someone else or is no longer open")
@@ -492,6 +494,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
         supplement.within_window = now <= window_end
         session.add(supplement)
         dossier.status = AWAITING_SUPPLEMENT
+        dossier.supplemented = True
         audit.append(session, dossier, "supplement_requested", now, actor, step=task.spec_name,
                      reason=supplement.reason, items=supplement.items, within_window=supplement.within_window)
     if decision == REFUSE:
@@ -499,6 +502,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
     created = _sync(session, dossier, inst, meta, cal, now, actor, refused=decision == REFUSE, open_rows=open_rows)
     if dossier.status != previous_status:
         outbox.record(session, dossier, "status_changed", now)
+    reportfacts.apply(session, facts, dossier)
     _save_dossier_row(session, dossier)
     _commit(session, "a second supplementation request" if supplement else None)
     return Completion(dossier, task, created)
@@ -548,6 +552,7 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, MOT_CUA, dossier.unit_id, "record a supplement")
+    facts = reportfacts.facts_of(dossier)
     request = session.scalar(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id))
     if dossier.status != AWAITING_SUPPLEMENT or request is None or request.received_at is not None:
         raise SupplementNotRequested(f"dossier {dossier.code} is not waiting for a supplement")
@@ -576,6 +581,7 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
                  due_at=new_due.isoformat(), note=note,
                  files=[{"code": c["code"], "sha256": f.sha256} for c, f in zip(comps, stored)])
     _sync(session, dossier, inst, meta, cal, now, actor)
+    reportfacts.apply(session, facts, dossier)
     outbox.record(session, dossier, "supplement_received", now)
     if idempotency is not None:
         session.add(IdempotencyKey(user_id=actor.id, key=idempotency[0], operation="deliver_supplement",
@@ -593,6 +599,7 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, (MOT_CUA, LEADER), dossier.unit_id, "issue an apology")
+    facts = reportfacts.facts_of(dossier)
     if dossier.status not in OPEN_STATUSES:
         raise DossierClosed(f"dossier {dossier.code} is {dossier.status}; no apology can be issued")
     if session.scalar(select(func.count()).select_from(Apology).where(Apology.dossier_id == dossier.id)):
@@ -621,6 +628,7 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
     dossier.apologized = True
     dossier.late_without_apology = False
     dossier.overdue = now > new_due_at
+    reportfacts.apply(session, facts, dossier)
     outbox.record(session, dossier, "appointment_changed", now)
     try:
         session.commit()
@@ -644,6 +652,7 @@ def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, LEADER, dossier.unit_id, "refuse a dossier")
+    facts = reportfacts.facts_of(dossier)
     if dossier.status not in OPEN_STATUSES:
         raise DossierClosed(f"dossier {dossier.code} is {dossier.status}; it cannot be refused")
     if not str(reason or "").strip():
@@ -652,6 +661,7 @@ def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason
     _finish(session, dossier, REFUSED, now)
     dossier.refusal_reason = reason.strip()
     audit.append(session, dossier, "refused", now, actor, reason=reason.strip(), within_time=now <= dossier.due_at)
+    reportfacts.apply(session, facts, dossier)
     outbox.record(session, dossier, "status_changed", now)
     session.commit()
     return dossier
@@ -665,11 +675,13 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
     actor = _actor(session, actor_id)
     dossier = _lock_dossier(session, code=dossier_code)
     _require_role(actor, MOT_CUA, dossier.unit_id, "record a withdrawal")
+    facts = reportfacts.facts_of(dossier)
     if dossier.status not in OPEN_STATUSES:
         raise DossierClosed(f"dossier {dossier.code} is {dossier.status}: a decision was already issued")
     _cancel_open_tasks(session, dossier, now)
     _finish(session, dossier, WITHDRAWN, now)
     audit.append(session, dossier, "withdrawn", now, actor, reason=str(reason or "").strip())
+    reportfacts.apply(session, facts, dossier)
     outbox.record(session, dossier, "status_changed", now)
     session.commit()
     return dossier
@@ -722,6 +734,9 @@ def rate_service(session: Session, *, dossier_code: str, id_number: str, rating:
         raise AlreadyRated("this dossier has already been rated")
     row = ServiceRating(dossier_id=dossier.id, rating=rating, comment=str(comment or "").strip()[:2000], created_at=now)
     session.add(row)
+    facts = reportfacts.facts_of(dossier)
+    dossier.rating = rating
+    reportfacts.apply(session, facts, dossier)
     try:
         session.commit()
     except IntegrityError:

@@ -25,6 +25,7 @@ from .models import (
     RETURNED,
     WITHDRAWN,
     Apology,
+    DailyCount,
     Dossier,
     DossierFile,
     Procedure,
@@ -76,15 +77,19 @@ def units_under(session: Session, unit_code: str) -> list[int]:
     return found
 
 
-def _filters(session, unit_code, procedure_code, field=None):
-    out = []
-    if unit_code:
-        out.append(Dossier.unit_id.in_(units_under(session, unit_code) or [-1]))
+def _scope(session, unit_code, procedure_code) -> tuple[list[int] | None, list[int] | None]:
+    """(unit ids, procedure ids) a report covers; None means all."""
+    unit_ids = (units_under(session, unit_code) or [-1]) if unit_code else None
+    procedure_ids = None
     if procedure_code:
-        out.append(Dossier.procedure_id == select(Procedure.id).where(Procedure.code == procedure_code).scalar_subquery())
-    if field:
-        out.append(Dossier.procedure_id.in_(select(Procedure.id).where(Procedure.field == field)))
-    return out
+        procedure_ids = list(session.scalars(select(Procedure.id).where(Procedure.code == procedure_code))) or [-1]
+    return unit_ids, procedure_ids
+
+
+def _filters(session, unit_code, procedure_code) -> list:
+    """The same scope as row conditions on dossiers."""
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code)
+    return [*_in(Dossier.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids)]
 
 
 def _count(cond):
@@ -148,32 +153,54 @@ def _period(start: datetime | date, end: datetime | date) -> tuple[date, date]:
     return start, end
 
 
-def _figures(session: Session, start: date, end: date, filters: list, cfg: dict, group_by=None) -> dict:
+def _figures(session: Session, start: date, end: date, filters: tuple, cfg: dict, group_by: str | None = None) -> dict:
     """{group key (or None): {figure: count}}.
 
-    One GROUP BY over a handful of low-cardinality facts per dossier (in the period? finished? result,
-    channel, supplemented, rating…) gives at most a few hundred buckets; the figures are sums over
-    those buckets. Far cheaper for the database than thirty CASE aggregates per row."""
-    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
-    facts = [
-        Dossier.received_on.between(start, end).label("rec"),
-        Dossier.finished_on.between(start, end).label("fin"),
-        (Dossier.finished_on > end).label("fin_after"),
-        (Dossier.due_at < end_at).label("due_before"),
-        Dossier.status, Dossier.channel, Dossier.finish_result, Dossier.steps_result, Dossier.apologized,
-        Dossier.digitised, _SUPPLEMENT.c.id.is_not(None).label("supp"), _RATING.c.rating,
-    ]
-    keys = [group_by.label("grp")] if group_by is not None else []
-    stmt = _joined(select(*keys, *facts, func.count().label("n"))).where(*filters, _relevant(start, end))
-    stmt = stmt.group_by(*keys, *facts)
+    Flows (received, finished, their verdicts and TT 01 points) are sums of the daily counters kept
+    with each change (engine.reportfacts); the work in progress at the end of the period is counted
+    live from the dossiers that were open then, which the day indexes find directly."""
+    unit_ids, procedure_ids = filters
     out: dict = {}
-    for row in session.execute(stmt):
-        key = row.grp if group_by is not None else None
-        _add_bucket(out.setdefault(key, _zero_counts()), row, cfg)
+    grp = {"unit": DailyCount.unit_id, "procedure": DailyCount.procedure_id}.get(group_by)
+    flows = select(*([grp] if grp is not None else []), DailyCount.name, func.sum(DailyCount.n)).where(
+        DailyCount.day.between(start, end), *_in(DailyCount.unit_id, unit_ids), *_in(DailyCount.procedure_id, procedure_ids))
+    flows = flows.group_by(*([grp] if grp is not None else []), DailyCount.name)
+    complaints = set(cfg["tt01"]["complaint_ratings"])
+    for row in session.execute(flows):
+        key, name, n = (row[0], row[1], row[2]) if grp is not None else (None, row[0], row[1])
+        m = out.setdefault(key, _zero_counts())
+        if name.startswith("rated_"):
+            m["ratings"] += n
+            m["ratings_good"] += n if name[6:] in GOOD_RATINGS else 0
+        elif name.startswith("points_rated_"):
+            m["tt01_i7"] += 0 if name[13:] in complaints else n
+        elif name in m:
+            m[name] += n
+    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
+    dgrp = {"unit": Dossier.unit_id, "procedure": Dossier.procedure_id}.get(group_by)
+    overdue = Dossier.due_at < end_at
+    # Open at the end of the period: not finished at all (the partial index ix_dossiers_open), or
+    # finished only after it (a range on ix_dossiers_finished_on) — two index-driven queries.
+    for unfinished in (Dossier.finished_on.is_(None), Dossier.finished_on > end):
+        live = select(*([dgrp] if dgrp is not None else []), func.count(), _count(overdue),
+                      _count(and_(overdue, Dossier.apologized.is_(False)))).where(
+            unfinished, Dossier.received_on <= end, Dossier.status != WITHDRAWN,
+            *_in(Dossier.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids))
+        if dgrp is not None:
+            live = live.group_by(dgrp)
+        for row in session.execute(live):
+            key, total, late, late_no_apology = (row[0], *row[1:]) if dgrp is not None else (None, *row)
+            m = out.setdefault(key, _zero_counts())
+            m["in_progress"] += total
+            m["in_progress_overdue"] += late
+            m["overdue_without_apology"] += late_no_apology
     return out
 
 
-_POINTS = {"early": 2, "on_time": 1, "late": 0}
+def _in(column, ids):
+    return [column.in_(ids)] if ids is not None else []
+
+
 FIGURES = ("received", "received_online", "received_counter", "received_post", "finished", "finished_early",
            "finished_on_time", "finished_late", "finished_late_apologized", "in_progress", "in_progress_overdue",
            "withdrawn", "overdue_without_apology", "supplemented", "ratings", "ratings_good", "digitised",
@@ -182,42 +209,6 @@ FIGURES = ("received", "received_online", "received_counter", "received_post", "
 
 def _zero_counts() -> dict:
     return dict.fromkeys(FIGURES, 0)
-
-
-def _add_bucket(m: dict, b, cfg: dict) -> None:
-    """Add one bucket of `b.n` dossiers sharing the same facts; the rules are those of _conditions."""
-    n = b.n
-    if b.rec:
-        m["received"] += n
-        m[f"received_{b.channel}"] += n
-        m["supplemented"] += n if b.supp else 0
-        m["digitised"] += n if b.digitised else 0
-        if b.rating is not None:
-            m["ratings"] += n
-            m["ratings_good"] += n if b.rating in GOOD_RATINGS else 0
-    if b.fin and b.status in FINISHED:
-        m["finished"] += n
-        if b.finish_result in _POINTS:
-            m[f"finished_{b.finish_result}"] += n
-        if b.finish_result == "late" and b.apologized:
-            m["finished_late_apologized"] += n
-        points = _POINTS.get(b.finish_result, 0)
-        m["tt01_i1"] += points * n
-        if b.steps_result is not None:
-            m["tt01_i2"] += _POINTS.get(b.steps_result, 0) * n
-            m["tt01_i2_n"] += n
-        m["tt01_i3"] += (1 if b.supp else 2) * n
-        m["tt01_i4"] += (2 if b.channel == "online" else 1) * n
-        m["tt01_i7"] += (0 if b.rating in cfg["tt01"]["complaint_ratings"] else points) * n
-    if b.fin and b.status == WITHDRAWN:
-        m["withdrawn"] += n
-    # In progress at the end: received by then (WHERE), not withdrawn, and not finished by then.
-    if b.status != WITHDRAWN and (b.fin_after is True or (b.fin_after is None and b.status not in FINISHED)):
-        m["in_progress"] += n
-        if b.due_before:
-            m["in_progress_overdue"] += n
-            if not b.apologized:
-                m["overdue_without_apology"] += n
 
 
 def _derive(m: dict, cfg: dict, procedure_share: float | None) -> dict:
@@ -287,7 +278,7 @@ def summary(session: Session, start, end, unit_code: str | None = None, procedur
     start_day, end_day = _period(start, end)
     cfg = config(session)
     filters = _filters(session, unit_code, procedure_code)
-    figures = _figures(session, start_day, end_day, filters, cfg).get(None)
+    figures = _figures(session, start_day, end_day, _scope(session, unit_code, procedure_code), cfg).get(None)
     out = _derive(figures or _zero_counts(), cfg, _online_procedure_share(session))
     apologies = session.execute(select(func.count(), _count(Apology.late.is_(True))).select_from(Apology)
                                 .join(Dossier, Dossier.id == Apology.dossier_id)
@@ -305,7 +296,7 @@ def _at(day: date) -> datetime:
 
 def by_unit(session: Session, start: date, end: date, procedure_code: str | None = None) -> list[dict]:
     cfg = config(session)
-    rows = _figures(session, start, end, _filters(session, None, procedure_code), cfg, group_by=Dossier.unit_id)
+    rows = _figures(session, start, end, _scope(session, None, procedure_code), cfg, group_by="unit")
     codes = dict(session.execute(select(Unit.id, Unit.code)).all())
     share = _online_procedure_share(session)
     out = [{"key": codes[unit_id], "unit_id": unit_id, **_derive(m, cfg, share)} for unit_id, m in rows.items()]
@@ -314,7 +305,7 @@ def by_unit(session: Session, start: date, end: date, procedure_code: str | None
 
 def by_procedure(session: Session, start: date, end: date, unit_code: str | None = None) -> list[dict]:
     cfg = config(session)
-    rows = _figures(session, start, end, _filters(session, unit_code, None), cfg, group_by=Dossier.procedure_id)
+    rows = _figures(session, start, end, _scope(session, unit_code, None), cfg, group_by="procedure")
     codes = dict(session.execute(select(Procedure.id, Procedure.code)).all())
     share = _online_procedure_share(session)
     return sorted(({"key": codes[pid], **_derive(m, cfg, share)} for pid, m in rows.items()), key=lambda r: r["key"])
@@ -322,24 +313,22 @@ def by_procedure(session: Session, start: date, end: date, unit_code: str | None
 
 def monthly(session: Session, start: date, end: date, unit_code: str | None = None,
             procedure_code: str | None = None) -> list[dict]:
-    """Received and finished counts per month (trend chart), in one grouped query over local days."""
-    filters = _filters(session, unit_code, procedure_code)
-    first = start.replace(day=1)
-    months = []
-    cursor = first
+    """Received and finished counts per month (trend chart), from the daily counters."""
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code)
+    months: dict[str, dict] = {}
+    cursor = start.replace(day=1)
     while cursor <= end:
-        months.append(cursor)
+        months[cursor.strftime("%m/%Y")] = {"month": cursor.strftime("%m/%Y"), "received": 0, "finished": 0,
+                                             "on_time": 0, "late": 0}
         cursor = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
-    columns = []
-    for i, m in enumerate(months):
-        last = min(end, (m.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1))
-        c = _conditions(max(m, start), last)
-        columns += [_count(c["received"]).label(f"r{i}"), _count(c["finished"]).label(f"f{i}"),
-                    _count(or_(c["finished_early"], c["finished_on_time"])).label(f"o{i}"),
-                    _count(c["finished_late"]).label(f"l{i}")]
-    row = session.execute(select(*columns).select_from(Dossier).where(*filters, _relevant(start, end))).one()._mapping
-    return [{"month": m.strftime("%m/%Y"), "received": row[f"r{i}"], "finished": row[f"f{i}"], "on_time": row[f"o{i}"],
-             "late": row[f"l{i}"]} for i, m in enumerate(months)]
+    names = {"received": "received", "finished": "finished", "finished_early": "on_time",
+             "finished_on_time": "on_time", "finished_late": "late"}
+    rows = session.execute(select(DailyCount.day, DailyCount.name, func.sum(DailyCount.n)).where(
+        DailyCount.day.between(start, end), DailyCount.name.in_(names), *_in(DailyCount.unit_id, unit_ids),
+        *_in(DailyCount.procedure_id, procedure_ids)).group_by(DailyCount.day, DailyCount.name))
+    for day, name, n in rows:
+        months[day.strftime("%m/%Y")][names[name]] += n
+    return list(months.values())
 
 
 def dossier_list(session: Session, kind: str, start: date, end: date, unit_code: str | None = None,

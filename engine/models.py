@@ -158,6 +158,10 @@ class Dossier(Base):
         Index("ix_dossiers_procedure_received_on", "procedure_id", "received_on"),
         Index("ix_dossiers_received_on", "received_on"),
         Index("ix_dossiers_finished_on", "finished_on"),
+        # The work in progress, for the reports' live part: covering on PostgreSQL (index-only scans).
+        Index("ix_dossiers_open", "unit_id", "procedure_id",
+              postgresql_include=["received_on", "status", "due_at", "apologized"],
+              postgresql_where=text("finished_on IS NULL"), sqlite_where=text("finished_on IS NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
@@ -189,6 +193,8 @@ class Dossier(Base):
     #                                                                before any apology reset)
     steps_result: Mapped[str | None] = mapped_column(String(8))   # worst step: early | on_time | late
     digitised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))  # scans stored
+    supplemented: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    rating: Mapped[str | None] = mapped_column(String(16))  # the citizen's rating, copied for the reports
     # Workflow instance state; the spec is referenced through version.spec_hash, never copied.
     serializer_version: Mapped[str] = mapped_column(String(32))
     workflow_state: Mapped[str] = deferred(mapped_column(Text))
@@ -384,3 +390,16 @@ class ServiceRating(Base):
     rating: Mapped[str] = mapped_column(String(16))  # very_satisfied | satisfied | not_satisfied
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DailyCount(Base):
+    """Report counters per unit, procedure and local day (flows: received on that day, finished on
+    that day), kept in the same transaction as each change of a dossier's facts (engine.reportfacts).
+    The dashboard sums these instead of scanning dossiers."""
+
+    __tablename__ = "daily_counts"
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True)
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import audit, clock, outbox, runtime
+from . import audit, clock, outbox, reportfacts, runtime
 from .db import begin_write
 from .dossiers import _load_instance, _sync, calendar
 from .errors import WorkflowError
@@ -57,6 +57,7 @@ def _fire_timers(factory, now, report) -> None:
                 try:
                     with session.begin_nested():
                         previous_status = dossier.status
+                        facts = reportfacts.facts_of(dossier)
                         inst, meta = _load_instance(session, dossier, cal)
                         with clock.frozen(now):
                             inst.fire_timers()
@@ -64,6 +65,7 @@ def _fire_timers(factory, now, report) -> None:
                         _sync(session, dossier, inst, meta, cal, now, None)
                         if dossier.status != previous_status:
                             outbox.record(session, dossier, "status_changed", now)
+                        reportfacts.apply(session, facts, dossier)
                         audit.flush(session)  # inside the savepoint: a later failure must not drop these
                     report.timers_fired += 1
                 except (runtime.ProcessFailed, WorkflowError) as exc:

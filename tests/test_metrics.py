@@ -147,3 +147,18 @@ def test_every_drill_down_list_has_exactly_the_dossiers_its_figure_counts(sessio
     assert set(figure) == set(metrics.KINDS)
     for kind, count in figure.items():
         assert metrics.dossier_list(session, kind, start, end)[1] == count, kind
+
+
+def test_counters_kept_with_each_change_equal_a_full_rebuild(session, known):
+    from engine import reportfacts
+    from engine.models import DailyCount
+
+    def counters():
+        session.rollback()
+        return sorted(session.execute(select(DailyCount.unit_id, DailyCount.procedure_id, DailyCount.day,
+                                             DailyCount.name, DailyCount.n).where(DailyCount.n != 0)).all())
+    incremental = counters()
+    assert len(incremental) > 20
+    reportfacts.rebuild(session)
+    session.commit()
+    assert counters() == incremental

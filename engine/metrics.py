@@ -77,18 +77,22 @@ def units_under(session: Session, unit_code: str) -> list[int]:
     return found
 
 
-def _scope(session, unit_code, procedure_code) -> tuple[list[int] | None, list[int] | None]:
-    """(unit ids, procedure ids) a report covers; None means all."""
+def _scope(session, unit_code, procedure_code, field=None) -> tuple[list[int] | None, list[int] | None]:
+    """(unit ids, procedure ids) a report covers — a unit with everything below it, a procedure or a
+    field of procedures; None means all."""
     unit_ids = (units_under(session, unit_code) or [-1]) if unit_code else None
     procedure_ids = None
-    if procedure_code:
-        procedure_ids = list(session.scalars(select(Procedure.id).where(Procedure.code == procedure_code))) or [-1]
+    if procedure_code or field:
+        stmt = select(Procedure.id)
+        stmt = stmt.where(Procedure.code == procedure_code) if procedure_code else stmt
+        stmt = stmt.where(Procedure.field == field) if field else stmt
+        procedure_ids = list(session.scalars(stmt)) or [-1]
     return unit_ids, procedure_ids
 
 
-def _filters(session, unit_code, procedure_code) -> list:
+def _filters(session, unit_code, procedure_code, field=None) -> list:
     """The same scope as row conditions on dossiers."""
-    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code)
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code, field)
     return [*_in(Dossier.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids)]
 
 
@@ -273,12 +277,13 @@ def _online_procedure_share(session: Session) -> float | None:
     return online / total if total else None
 
 
-def summary(session: Session, start, end, unit_code: str | None = None, procedure_code: str | None = None) -> dict:
-    """The contract's GET /api/v1/metrics: figures for one unit (and its sub-units) and/or procedure."""
+def summary(session: Session, start, end, unit_code: str | None = None, procedure_code: str | None = None,
+            field: str | None = None) -> dict:
+    """The contract's GET /api/v1/metrics: figures for one unit (and its sub-units), procedure or field."""
     start_day, end_day = _period(start, end)
     cfg = config(session)
-    filters = _filters(session, unit_code, procedure_code)
-    figures = _figures(session, start_day, end_day, _scope(session, unit_code, procedure_code), cfg).get(None)
+    filters = _filters(session, unit_code, procedure_code, field)
+    figures = _figures(session, start_day, end_day, _scope(session, unit_code, procedure_code, field), cfg).get(None)
     out = _derive(figures or _zero_counts(), cfg, _online_procedure_share(session))
     apologies = session.execute(select(func.count(), _count(Apology.late.is_(True))).select_from(Apology)
                                 .join(Dossier, Dossier.id == Apology.dossier_id)
@@ -286,7 +291,7 @@ def summary(session: Session, start, end, unit_code: str | None = None, procedur
                                        *filters)).one()
     out["apologies"] = {"total": apologies[0], "late": apologies[1]}
     out.update({"from": _at(start_day), "to": _at(end_day + timedelta(days=1)), "unit": unit_code,
-                "procedure": procedure_code})
+                "procedure": procedure_code, "field": field})
     return out
 
 
@@ -294,27 +299,29 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=VN_TZ)
 
 
-def by_unit(session: Session, start: date, end: date, procedure_code: str | None = None) -> list[dict]:
+def by_unit(session: Session, start: date, end: date, procedure_code: str | None = None,
+            field: str | None = None) -> list[dict]:
     cfg = config(session)
-    rows = _figures(session, start, end, _scope(session, None, procedure_code), cfg, group_by="unit")
+    rows = _figures(session, start, end, _scope(session, None, procedure_code, field), cfg, group_by="unit")
     codes = dict(session.execute(select(Unit.id, Unit.code)).all())
     share = _online_procedure_share(session)
     out = [{"key": codes[unit_id], "unit_id": unit_id, **_derive(m, cfg, share)} for unit_id, m in rows.items()]
     return sorted(out, key=lambda r: r["key"])
 
 
-def by_procedure(session: Session, start: date, end: date, unit_code: str | None = None) -> list[dict]:
+def by_procedure(session: Session, start: date, end: date, unit_code: str | None = None,
+                 field: str | None = None) -> list[dict]:
     cfg = config(session)
-    rows = _figures(session, start, end, _scope(session, unit_code, None), cfg, group_by="procedure")
+    rows = _figures(session, start, end, _scope(session, unit_code, None, field), cfg, group_by="procedure")
     codes = dict(session.execute(select(Procedure.id, Procedure.code)).all())
     share = _online_procedure_share(session)
     return sorted(({"key": codes[pid], **_derive(m, cfg, share)} for pid, m in rows.items()), key=lambda r: r["key"])
 
 
 def monthly(session: Session, start: date, end: date, unit_code: str | None = None,
-            procedure_code: str | None = None) -> list[dict]:
+            procedure_code: str | None = None, field: str | None = None) -> list[dict]:
     """Received and finished counts per month (trend chart), from the daily counters."""
-    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code)
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code, field)
     months: dict[str, dict] = {}
     cursor = start.replace(day=1)
     while cursor <= end:
@@ -332,11 +339,12 @@ def monthly(session: Session, start: date, end: date, unit_code: str | None = No
 
 
 def dossier_list(session: Session, kind: str, start: date, end: date, unit_code: str | None = None,
-                 procedure_code: str | None = None, limit: int = 200, offset: int = 0) -> tuple[list[Dossier], int]:
+                 procedure_code: str | None = None, limit: int = 200, offset: int = 0,
+                 field: str | None = None) -> tuple[list[Dossier], int]:
     """The dossiers behind one figure (drill-down)."""
     if kind not in KINDS:
         raise KeyError(kind)
-    filters = _filters(session, unit_code, procedure_code)
+    filters = _filters(session, unit_code, procedure_code, field)
     if kind == "digitised":
         cond = and_(Dossier.received_on.between(start, end), exists().where(DossierFile.dossier_id == Dossier.id))
         stmt = select(Dossier).where(cond, *filters)

@@ -162,3 +162,10 @@ def test_counters_kept_with_each_change_equal_a_full_rebuild(session, known):
     reportfacts.rebuild(session)
     session.commit()
     assert counters() == incremental
+
+
+def test_figures_by_field_roll_up_its_procedures(session, known):
+    start, end = date(2026, 11, 1), date(2026, 11, 30)
+    assert metrics.summary(session, start, end, field="Thành lập và hoạt động của hộ kinh doanh")["received"]["total"] == 7
+    assert metrics.summary(session, start, end, field="Hộ tịch")["received"]["total"] == 0
+    assert metrics.summary(session, start, end, unit_code="H40.2")["received"]["total"] == 0

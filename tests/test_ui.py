@@ -156,3 +156,14 @@ def test_dashboard_is_for_oversight_roles_and_exports(ui, session, office):
     assert sheet.cell(2, 1).value == "Đơn vị" and sheet.cell(3, 1).value == "H40.1" and sheet.cell(3, 2).value == 1
     assert manager.get("/bang-dieu-khien/danh-sach?loai=khong-co").status_code == 404
     assert manager.get("/bang-dieu-khien?don-vi=H40.2").status_code == 403  # another commune
+
+
+def test_register_and_drill_down_lists_export_too(ui, session, office):
+    d = receive(session, office)
+    manager = login(ui, "manager1")
+    reg = manager.get("/so-theo-doi?tu=2026-11-01&den=2026-11-30&xuat=csv").get_data(as_text=True)
+    assert reg.splitlines()[0].lstrip("\ufeff").startswith("STT,Mã hồ sơ") and d.code in reg
+    listing = manager.get("/bang-dieu-khien/danh-sach?loai=received&tu=2026-11-01&den=2026-11-30&xuat=csv")
+    assert d.code in listing.get_data(as_text=True)
+    by_field = manager.get("/bang-dieu-khien?tu=2026-11-01&den=2026-11-30&linh-vuc=Hộ tịch").get_data(as_text=True)
+    assert 'id="h-received"><a' in by_field and ">0</a>" in by_field.split('id="h-received"')[1][:200]

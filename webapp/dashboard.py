@@ -77,12 +77,14 @@ def dashboard(actor):
     start, end = _period()
     s = db.session()
     procedure_code = request.args.get("thu-tuc") or None
-    head = metrics.summary(s, start, end, unit_code=unit_code, procedure_code=procedure_code)
+    field = request.args.get("linh-vuc") or None
+    head = metrics.summary(s, start, end, unit_code=unit_code, procedure_code=procedure_code, field=field)
     trend = metrics.monthly(s, max(start, end.replace(day=1) - timedelta(days=365)).replace(day=1), end,
-                            unit_code=unit_code, procedure_code=procedure_code)
+                            unit_code=unit_code, procedure_code=procedure_code, field=field)
     unit_ids = metrics.units_under(s, unit_code)
-    per_unit = [r for r in metrics.by_unit(s, start, end, procedure_code) if r["unit_id"] in unit_ids]
-    per_procedure = metrics.by_procedure(s, start, end, unit_code)
+    per_unit = [r for r in metrics.by_unit(s, start, end, procedure_code, field) if r["unit_id"] in unit_ids]
+    per_procedure = metrics.by_procedure(s, start, end, unit_code, field)
+    fields = sorted(set(s.scalars(select(Procedure.field))))
     names = dict(s.execute(select(Unit.code, Unit.name)).all())
     pnames = dict(s.execute(select(Procedure.code, Procedure.name)).all())
     today = metrics.due_soon(s, unit_ids, clock.now())
@@ -90,7 +92,7 @@ def dashboard(actor):
     return render_template("dashboard.html", head=head, trend=trend, peak=peak, per_unit=per_unit,
                            per_procedure=per_procedure, columns=COLUMNS, names=names, pnames=pnames, today=today,
                            start=start, end=end, unit_code=unit_code, codes=codes, procedure_code=procedure_code,
-                           updated=clock.now())
+                           field=field, fields=fields, updated=clock.now())
 
 
 @bp.get("/bang-dieu-khien/danh-sach")
@@ -102,9 +104,17 @@ def drill_down(actor):
     if kind not in metrics.KINDS:
         abort(404)
     page = max(1, request.args.get("trang", 1, type=int) or 1)
-    rows, total = metrics.dossier_list(db.session(), kind, start, end, unit_code=unit_code,
-                                       procedure_code=request.args.get("thu-tuc") or None, limit=50,
-                                       offset=(page - 1) * 50)
+    scope = dict(unit_code=unit_code, procedure_code=request.args.get("thu-tuc") or None,
+                 field=request.args.get("linh-vuc") or None)
+    fmt = request.args.get("xuat")
+    if fmt in ("csv", "xlsx"):
+        rows, _ = metrics.dossier_list(db.session(), kind, start, end, limit=100_000, **scope)
+        return table_response(fmt, f"{kind}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}", KIND_LABELS[kind],
+                              ["Mã hồ sơ", "Chủ hồ sơ", "Tiếp nhận", "Hẹn trả", "Giải quyết xong", "Kết quả", "Trạng thái"],
+                              [[d.code, d.applicant.get("name", ""), i18n.dt(d.received_at), i18n.dt(d.due_at),
+                                i18n.dt(d.finished_at), i18n.RESULT[d.finish_result] if d.finish_result else "",
+                                i18n.STATUS[d.status]] for d in rows])
+    rows, total = metrics.dossier_list(db.session(), kind, start, end, limit=50, offset=(page - 1) * 50, **scope)
     return render_template("drilldown.html", rows=rows, total=total, kind=kind, label=KIND_LABELS[kind],
                            start=start, end=end, unit_code=unit_code, page=page, pages=max(1, -(-total // 50)))
 
@@ -118,21 +128,27 @@ def export(actor, fmt):
     start, end = _period()
     s = db.session()
     table = request.args.get("bang", "don-vi")
+    procedure_code, field = request.args.get("thu-tuc") or None, request.args.get("linh-vuc") or None
     if table == "don-vi":
         unit_ids = metrics.units_under(s, unit_code)
-        rows = [r for r in metrics.by_unit(s, start, end) if r["unit_id"] in unit_ids]
+        rows = [r for r in metrics.by_unit(s, start, end, procedure_code, field) if r["unit_id"] in unit_ids]
         first = "Đơn vị"
     elif table == "thu-tuc":
-        rows, first = metrics.by_procedure(s, start, end, unit_code), "Thủ tục"
+        rows, first = metrics.by_procedure(s, start, end, unit_code, field), "Thủ tục"
     else:
         abort(404)
     header = [first] + [label for _, label, _ in COLUMNS] + ["Tỷ lệ đúng hạn", "Chỉ số TT 01 (thang 18)", "Xếp loại"]
     data = [[r["key"]] + [get(r) for _, _, get in COLUMNS] +
             [r["on_time_rate"], r["tt01"]["scaled_to_18"], r["tt01"]["rating"]] for r in rows]
-    name = f"bao-cao-{table}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}"
+    return table_response(fmt, f"bao-cao-{table}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}",
+                          f"{i18n.d(start)} – {i18n.d(end)} · {unit_code}", header, data)
+
+
+def table_response(fmt: str, name: str, title: str, header: list, data: list[list]) -> Response:
+    """A table as CSV (UTF-8 with BOM, so Excel shows Vietnamese) or XLSX (title row, then header)."""
     if fmt == "csv":
         out = io.StringIO()
-        out.write("\ufeff")  # Excel opens UTF-8 Vietnamese correctly with a BOM
+        out.write("\ufeff")
         writer = csv.writer(out)
         writer.writerow(header)
         writer.writerows(data)
@@ -143,7 +159,7 @@ def export(actor, fmt):
     wb = Workbook()
     ws = wb.active
     ws.title = "Báo cáo"
-    ws.append([f"{i18n.d(start)} – {i18n.d(end)} · {unit_code} · cập nhật {i18n.dt(clock.now())}"])
+    ws.append([f"{title} · cập nhật {i18n.dt(clock.now())}"])
     ws.append(header)
     for row in data:
         ws.append(row)

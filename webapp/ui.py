@@ -448,6 +448,17 @@ def register(actor):
     if field:
         stmt = stmt.where(Procedure.field == field)
     rows = s.execute(stmt).all()
+    if request.args.get("xuat") in ("csv", "xlsx"):
+        from .dashboard import table_response
+
+        return table_response(request.args["xuat"], f"so-theo-doi-{start:%Y%m%d}-{end:%Y%m%d}",
+                              f"Sổ theo dõi hồ sơ · {field or 'Tất cả lĩnh vực'} · {i18n.d(start)} – {i18n.d(end)}",
+                              ["STT", "Mã hồ sơ", "Tên TTHC", "Tên cá nhân, tổ chức", "Địa chỉ, số điện thoại",
+                               "Cơ quan chủ trì", "Nhận hồ sơ", "Hẹn trả", "Trả kết quả", "Phương thức"],
+                              [[i, dz.code, p.name, dz.applicant.get("name", ""),
+                                f"{dz.applicant.get('address', '')} {dz.applicant.get('phone', '')}".strip(),
+                                s.get(Unit, dz.unit_id).name, i18n.dt(dz.received_at), i18n.dt(dz.due_at),
+                                i18n.dt(dz.returned_at), i18n.CHANNEL[dz.channel]] for i, (dz, p) in enumerate(rows, 1)])
     fields = sorted({p.field for p in catalog.list_procedures(s)})
     return render_template("forms/f07.html", rows=rows, start=start, end=end, field=field, fields=fields,
                            title="Sổ theo dõi hồ sơ")

@@ -47,7 +47,8 @@ OPERATIONS = [
 PARAMS = {
     "/public/dossiers/{code}": [{"name": "id_number", "in": "query", "required": True, "schema": {"type": "string"}}],
     "/metrics": [{"name": n, "in": "query", "required": False, "schema": {"type": "string", **f}}
-                 for n, f in (("from", {"format": "date"}), ("to", {"format": "date"}), ("unit", {}), ("procedure", {}))],
+                 for n, f in (("from", {"format": "date"}), ("to", {"format": "date"}), ("unit", {}), ("procedure", {}),
+                              ("field", {}))],
     "/dossiers": [{"name": "Idempotency-Key", "in": "header", "required": False,
                    "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
     "/dossiers/{code}/supplements": [{"name": "Idempotency-Key", "in": "header", "required": False,

@@ -281,7 +281,7 @@ def get_metrics(actor):
         raise InvalidInput("'to' is before 'from'", errors={"to": "must not be before from"})
     start = datetime.combine(start_day, time.min, tzinfo=clock.VN_TZ)
     end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=clock.VN_TZ)
-    figures = metrics.summary(db.session(), start, end, query["unit"], query["procedure"])
+    figures = metrics.summary(db.session(), start, end, query["unit"], query["procedure"], query["field"])
     return answer(s.MetricsOut, figures)
 
 

@@ -273,6 +273,7 @@ class MetricsQuery(Schema):
     to = fields.Date(load_default=None, validate=SANE_DATES)
     unit = fields.String(load_default=None)
     procedure = fields.String(load_default=None)
+    field = fields.String(load_default=None)
 
 
 class Counts(Schema):
@@ -284,6 +285,7 @@ class MetricsOut(Schema):
     to = Aware()
     unit = fields.String(allow_none=True)
     procedure = fields.String(allow_none=True)
+    field = fields.String(allow_none=True)
     received = fields.Dict(keys=fields.String(), values=fields.Integer())
     finished = fields.Dict(keys=fields.String(), values=fields.Integer())
     in_progress = fields.Dict(keys=fields.String(), values=fields.Integer())

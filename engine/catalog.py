@@ -234,3 +234,88 @@ def publish(session: Session, procedure_code: str, number: int, effective_from: 
     version = publish_version(session, procedure_code, number, effective_from)
     session.commit()
     return version
+
+
+def retire_version(session: Session, procedure_code: str, number: int) -> ProcedureVersion:
+    """Stop offering a published version for new dossiers; running dossiers keep it."""
+    begin_write(session)
+    proc = get_procedure(session, procedure_code)
+    version = session.scalar(select(ProcedureVersion).where(
+        ProcedureVersion.procedure_id == proc.id, ProcedureVersion.number == number))
+    if version is None:
+        raise NotFound(f"procedure {procedure_code} has no version {number}")
+    if version.status != "published":
+        raise VersionImmutable(f"version {number} is {version.status}; only a published version can be retired")
+    version.status = "retired"
+    session.commit()
+    return version
+
+
+def update_legal_document(session: Session, number: str, *, title: str | None = None, effective_from: date | None = None,
+                          expires_on: date | None | str = "keep") -> LegalDocument:
+    """Record a change of a legal document's dates (e.g. it is replaced and expires)."""
+    begin_write(session)
+    doc = session.scalar(select(LegalDocument).where(LegalDocument.number == number))
+    if doc is None:
+        raise NotFound(f"no legal document {number}")
+    if title is not None:
+        doc.title = title.strip()
+    if effective_from is not None:
+        doc.effective_from = effective_from
+    if expires_on != "keep":
+        doc.expires_on = expires_on
+    if doc.expires_on is not None and doc.expires_on <= doc.effective_from:
+        raise InvalidInput("a document must expire after it takes effect", errors={"expires_on": "after effective_from"})
+    session.commit()
+    return doc
+
+
+def basis_warnings(session: Session, today: date, within_days: int = 30) -> list[dict]:
+    """Procedures whose legal basis has expired (they accept no dossiers) or expires within `within_days`."""
+    out = []
+    for proc in list_procedures(session):
+        for doc in proc.legal_bases:
+            if doc.expires_on is None or (doc.expires_on - today).days > within_days:
+                continue
+            out.append({"procedure": proc, "document": doc, "expired": doc.expires_on <= today,
+                        "days_left": (doc.expires_on - today).days})
+    return sorted(out, key=lambda w: (w["document"].expires_on, w["procedure"].code))
+
+
+def export_catalog(session: Session) -> list[dict]:
+    """The catalog in the national TTHC database's shape (NĐ 63/2010 Đ8(2); TT 01/2018 Đ16)."""
+    return [{
+        "code": p.code, "name": p.name, "field": p.field, "level": p.level, "statutory_days": p.statutory_days,
+        "fee": p.fee, "online_level": p.online_level, "supplement_window_days": p.supplement_window_days,
+        "components": p.components,
+        "legal_bases": [{"number": b.number, "title": b.title, "effective_from": b.effective_from.isoformat(),
+                         "expires_on": b.expires_on.isoformat() if b.expires_on else None} for b in p.legal_bases],
+        "versions": [{"number": v.number, "status": v.status, "bpmn_sha256": v.bpmn_sha256,
+                      "effective_from": v.effective_from.isoformat() if v.effective_from else None}
+                     for v in p.versions],
+    } for p in list_procedures(session)]
+
+
+def import_catalog(session: Session, data) -> list[str]:
+    """Create or update procedures from an export (metadata, components, legal bases; BPMN versions are
+    submitted separately). All or nothing: one invalid record and nothing is written."""
+    if not isinstance(data, list):
+        raise InvalidInput("the catalog must be a JSON list of procedures", errors={"catalog": "list"})
+    begin_write(session)
+    done, errors = [], {}
+    for i, record in enumerate(data):
+        if not isinstance(record, dict):
+            errors[str(i)] = "not an object"
+            continue
+        record = {k: v for k, v in record.items() if k != "versions"}
+        try:
+            with session.begin_nested():
+                upsert_procedure(session, record)
+            done.append(record["code"])
+        except InvalidInput as exc:
+            errors[str(record.get("code", i))] = exc.errors
+    if errors:
+        session.rollback()
+        raise InvalidInput("some procedures are not valid; nothing was imported", errors=errors)
+    session.commit()
+    return done

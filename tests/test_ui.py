@@ -167,3 +167,26 @@ def test_register_and_drill_down_lists_export_too(ui, session, office):
     assert d.code in listing.get_data(as_text=True)
     by_field = manager.get("/bang-dieu-khien?tu=2026-11-01&den=2026-11-30&linh-vuc=Hộ tịch").get_data(as_text=True)
     assert 'id="h-received"><a' in by_field and ">0</a>" in by_field.split('id="h-received"')[1][:200]
+
+
+def test_admin_catalog_screens_publish_retire_expire_and_import(ui, session, office):
+    import io
+    import json
+
+    login(ui, "mot_cua1")
+    assert ui.get("/quan-tri/thu-tuc").status_code == 403
+    admin = login(ui.application.test_client(), "admin1")
+    page = admin.get("/quan-tri/thu-tuc/2.000720").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    r = admin.post("/quan-tri/thu-tuc/2.000720/can-cu", data={"csrf_token": token, "number": "168/2025/NĐ-CP",
+                                                               "expires_on": "2026-11-20"}, follow_redirects=True)
+    assert "Đã cập nhật hiệu lực" in r.get_data(as_text=True)
+    listing = admin.get("/quan-tri/thu-tuc").get_data(as_text=True)
+    assert "đã hết hiệu lực" in listing and "Không tiếp nhận" in listing
+    r = admin.post("/quan-tri/thu-tuc/1.001193/phien-ban/1/ngung", data={"csrf_token": token}, follow_redirects=True)
+    assert "Đã ngừng áp dụng phiên bản 1" in r.get_data(as_text=True)
+    exported = json.loads(admin.get("/quan-tri/thu-tuc.json").get_data(as_text=True))
+    assert {p["code"] for p in exported} == {"1.001193", "1.009994", "2.000720"}
+    bad = admin.post("/quan-tri/thu-tuc/nhap", data={"csrf_token": token, "catalog": (io.BytesIO(b"[{}]"), "x.json")},
+                     content_type="multipart/form-data", follow_redirects=True)
+    assert "Danh mục không thay đổi" in bad.get_data(as_text=True)

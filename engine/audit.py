@@ -118,6 +118,9 @@ def control_slip(session: Session, dossier: Dossier) -> list[SlipRow]:
             last_actor = event.actor_name
         elif event.kind == "task_started":
             d = event.data
+            # A step started again while its earlier row is still open was re-created (a migration to
+            # a new version keeps its deadline): the new row replaces the old one.
+            rows = {k: r for k, r in rows.items() if r.finished_at is not None or r.step != event.step}
             rows[d["task_id"]] = SlipRow(
                 task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"],
                 handed_at=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
@@ -134,4 +137,5 @@ def control_slip(session: Session, dossier: Dossier) -> list[SlipRow]:
             last_actor = event.actor_name
         elif event.kind in ("supplement_received",):
             last_actor = event.actor_name
+
     return list(rows.values())

@@ -319,3 +319,24 @@ def import_catalog(session: Session, data) -> list[str]:
         raise InvalidInput("some procedures are not valid; nothing was imported", errors=errors)
     session.commit()
     return done
+
+
+def diff_versions(session: Session, procedure_code: str, a: int, b: int) -> dict:
+    """Which steps were added or removed, and which changed name, role (lane), duration or decisions."""
+    proc = get_procedure(session, procedure_code)
+    versions = {v.number: v for v in proc.versions}
+    if a not in versions or b not in versions:
+        raise NotFound(f"procedure {procedure_code} has no version {a if a not in versions else b}")
+    old, new = versions[a].meta["steps"], versions[b].meta["steps"]
+    changed = []
+    for step_id in sorted(set(old) & set(new)):
+        fields = {k: (old[step_id].get(k), new[step_id].get(k)) for k in ("name", "role", "duration", "decisions")
+                  if old[step_id].get(k) != new[step_id].get(k)}
+        if fields:
+            changed.append({"step": step_id, "changes": fields})
+    return {
+        "added": [{"step": s, **new[s]} for s in sorted(set(new) - set(old))],
+        "removed": [{"step": s, **old[s]} for s in sorted(set(old) - set(new))],
+        "changed": changed,
+        "statutory_days": (versions[a].meta["statutory_days"], versions[b].meta["statutory_days"]),
+    }

@@ -232,10 +232,12 @@ def _next_sequence(session: Session, unit_code: str, day: date) -> int:
 
 def _sync(session: Session, dossier, inst: runtime.Instance, meta: dict, cal: WorkingCalendar,
           now: datetime, actor: Actor | None, refused: bool = False,
-          open_rows: dict[str, Row] | None = None) -> list[Row]:
+          open_rows: dict[str, Row] | None = None,
+          deadlines: dict[str, tuple[datetime, datetime]] | None = None) -> list[Row]:
     """Bring the inbox rows, timers, status and the stored state in line with the instance.
     `dossier`: the locked ORM object or Row; `open_rows`: its open tasks as read under the lock
-    (read here if not given), minus any the caller has just completed."""
+    (read here if not given), minus any the caller has just completed; `deadlines`: start and due
+    times to keep for steps by spec name (a migration keeps each step's deadline as it was)."""
     if open_rows is None:
         open_rows = _open_tasks(session, dossier)
     open_rows = {k: v for k, v in open_rows.items() if v.completed_at is None}
@@ -246,15 +248,15 @@ def _sync(session: Session, dossier, inst: runtime.Instance, meta: dict, cal: Wo
         if info.id in open_rows:
             continue
         step = meta["steps"].get(info.spec_name, {})
-        due = cal.add_duration(start, step.get("duration") or "PT0H")
+        started, due = (deadlines or {}).get(info.spec_name) or (start, cal.add_duration(start, step.get("duration") or "PT0H"))
         created.append(Row({
             "id": info.id, "dossier_id": dossier.id, "unit_id": dossier.unit_id, "role": step.get("role") or "",
             "spec_name": info.spec_name, "name": step.get("name") or info.name,
-            "decisions": step.get("decisions") or ["approve"], "started_at": start, "due_at": due,
+            "decisions": step.get("decisions") or ["approve"], "started_at": started, "due_at": due,
             "note": "", "late": False, "cancelled": False,
         }))
         audit.append(session, dossier, "task_started", now, actor, step=info.spec_name, task_id=info.id,
-                     name=created[-1].name, role=created[-1].role, started_at=start.isoformat(), due_at=due.isoformat())
+                     name=created[-1].name, role=created[-1].role, started_at=started.isoformat(), due_at=due.isoformat())
     if created:
         session.connection().execute(insert(_TASKS), [{k: v for k, v in r.__dict__.items() if k != "_read"}
                                                       for r in created])

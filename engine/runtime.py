@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter
 from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.util.diff import SpecDiff, diff_workflow, migrate_workflow
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
@@ -289,6 +290,53 @@ class Instance:
             if isinstance(event, MessageEventDefinition) and event.name == name:
                 yield task
 
+    # migration to another version of the process
+    # Attributes that describe motcua's own metadata (durations, roles as lane names) or layout may
+    # differ without changing what a finished or running step did.
+    _IGNORED_CHANGES = frozenset({"extensions", "lane", "documentation", "bpmn_name", "description"})
+    _LIVE = TaskState.COMPLETED | TaskState.STARTED | TaskState.READY | TaskState.WAITING
+
+    def migration_blockers(self, spec_hash: str, load_json: Callable[[str], str]) -> list[str]:
+        """Why this instance cannot move to the spec `spec_hash` (empty: it can). SPIFF-NOTES: refuse
+        when a completed or running step's spec changed or disappeared."""
+        ensure_spec(spec_hash, load_json)
+        new_spec, new_deps = _SPECS[spec_hash]
+        spec_diff = SpecDiff(_REGISTRY, self.workflow.spec, new_spec)
+        removed = set(spec_diff.removed)
+        reasons = set()
+        for task in self.workflow.tasks.values():
+            if not task.state & self._LIVE:
+                continue
+            name = task.task_spec.bpmn_name or task.task_spec.name
+            if task.task_spec in removed:
+                reasons.add(f"step '{name}' no longer exists")
+                continue
+            changes = set(spec_diff.comparisons.get(task.task_spec) or []) - self._IGNORED_CHANGES
+            if changes:
+                reasons.add(f"step '{name}' changed ({', '.join(sorted(changes))})")
+        for sub in self.workflow.subprocesses.values():
+            if sub.spec.name not in new_deps:
+                reasons.add("a sub-process of the running instance is missing from the new version")
+        return sorted(reasons)
+
+    def migrate(self, spec_hash: str, load_json: Callable[[str], str]) -> None:
+        """Move to the spec `spec_hash`, keeping the due times of waiting timers (Spiff would restart them)."""
+        blockers = self.migration_blockers(spec_hash, load_json)
+        if blockers:
+            raise ProcessFailed("; ".join(blockers))
+        new_spec, new_deps = _SPECS[spec_hash]
+        saved = {t.task_spec.name: t.internal_data.get("event_value") for t in self._tasks(TaskState.WAITING)
+                 if isinstance(getattr(t.task_spec, "event_definition", None), TimerEventDefinition)}
+        top, _ = diff_workflow(_REGISTRY, self.workflow, new_spec, new_deps)
+        migrate_workflow(top, self.workflow, new_spec)
+        self.workflow.subprocess_specs = new_deps
+        self.workflow.motcua_spec_hash = spec_hash
+        for task in self._all_tasks():
+            if task.task_spec.name in saved and saved[task.task_spec.name] is not None \
+                    and not task.state & TaskState.COMPLETED:
+                task.internal_data["event_value"] = saved[task.task_spec.name]
+        self._engine_steps()
+
     # actions
     def complete(self, task_id: str, data: dict) -> None:
         task = next((t for t in self._all_tasks() if str(t.id) == task_id), None)
@@ -337,3 +385,4 @@ class Instance:
                 f"step '{errored[0].task_spec.bpmn_name or errored[0].task_spec.name}' failed: no outgoing path matched",
                 errored[0].task_spec.name,
             )
+

@@ -55,3 +55,15 @@ def test_catalog_export_import_round_trip_and_all_or_nothing(session, office):
     session.rollback()
     assert "9.x" in err.value.errors
     assert session.scalar(select(func.count()).select_from(Procedure)) == before
+
+
+def test_version_diff_names_changed_added_and_removed_steps(session, office):
+    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
+    xml = xml.replace('value="PT6H"', 'value="PT5H"').replace('name="Xem xét, trình ký"', 'name="Xem xét"')
+    v2, _ = catalog.create_version(session, "2.000720", xml)
+    diff = catalog.diff_versions(session, "2.000720", 1, v2.number)
+    assert diff["added"] == [] and diff["removed"] == []
+    assert {c["step"]: c["changes"] for c in diff["changed"]} == {
+        "Task_KyDuyet": {"duration": ("PT6H", "PT5H")},
+        "Task_XemXet": {"name": ("Xem xét, trình ký", "Xem xét")},
+    }

@@ -149,3 +149,35 @@ def test_deliver_message_when_nobody_waits_is_refused():
     with pytest.raises(runtime.NotWaiting):
         inst.deliver_message("supplement_received", {})
 
+
+
+def test_migration_keeps_a_waiting_timers_due_time():
+    # SPIFF-NOTES: migrating restarts WAITING timers from the migration time; the wrapper restores them.
+    timer = [Node("Timer", "intermediateCatchEvent", "wait", "Lane_mc", 2, timer=("timeDuration", '"PT2H"'))]
+    inst = start(linear_with(timer))
+    with clock.frozen(T0):
+        complete_first(inst)
+    assert inst.next_timer_due() == T0 + timedelta(hours=2)
+    v2 = linear_with(timer).replace('value="PT1H"', 'value="PT3H"')  # a property change only
+    root = bpmn_xml.parse_safely(v2)
+    parsed = runtime.parse(root, "Process_test")
+    inst.store[parsed.spec_hash] = parsed.spec_json
+    assert inst.migration_blockers(parsed.spec_hash, inst.store.__getitem__) == []
+    with clock.frozen(T0 + timedelta(hours=1)):
+        inst.migrate(parsed.spec_hash, inst.store.__getitem__)
+    assert inst.next_timer_due() == T0 + timedelta(hours=2)
+    with clock.frozen(T0 + timedelta(hours=2, seconds=1)):
+        inst.fire_timers()
+    assert [t.spec_name for t in inst.ready_user_tasks()] == ["Task_B"]
+
+
+def test_migration_is_refused_when_a_completed_step_disappeared():
+    inst = start(linear_with([]))
+    complete_first(inst)
+    root = bpmn_xml.parse_safely(linear_with([]).replace("Task_A", "Task_A2"))
+    parsed = runtime.parse(root, "Process_test")
+    inst.store[parsed.spec_hash] = parsed.spec_json
+    blockers = inst.migration_blockers(parsed.spec_hash, inst.store.__getitem__)
+    assert blockers and any("'A'" in b for b in blockers)
+    with pytest.raises(runtime.ProcessFailed):
+        inst.migrate(parsed.spec_hash, inst.store.__getitem__)

@@ -3,7 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import APPLICANT, open_task, pdf, receive
+from conftest import APPLICANT, ROOT, open_task, pdf, receive
 
 from engine import dossiers
 
@@ -190,3 +190,24 @@ def test_admin_catalog_screens_publish_retire_expire_and_import(ui, session, off
     bad = admin.post("/quan-tri/thu-tuc/nhap", data={"csrf_token": token, "catalog": (io.BytesIO(b"[{}]"), "x.json")},
                      content_type="multipart/form-data", follow_redirects=True)
     assert "Danh mục không thay đổi" in bad.get_data(as_text=True)
+
+
+def test_admin_migration_screen_dry_run_then_move(ui, session, office):
+    from datetime import date
+
+    from engine import catalog
+    d = receive(session, office)
+    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text().replace('value="PT6H"', 'value="PT5H"')
+    version, _ = catalog.create_version(session, "2.000720", xml, "v2")
+    catalog.publish(session, "2.000720", version.number, date(2026, 1, 1))
+    admin = login(ui, "admin1")
+    dry = admin.get(f"/quan-tri/thu-tuc/2.000720/chuyen-phien-ban/{version.number}").get_data(as_text=True)
+    assert d.code in dry and "Chuyển được" in dry
+    token = re.search(r'name="csrf_token" value="([^"]+)"', dry).group(1)
+    done = admin.post(f"/quan-tri/thu-tuc/2.000720/chuyen-phien-ban/{version.number}",
+                      data={"csrf_token": token, "ma": d.code}).get_data(as_text=True)
+    assert "Đã chuyển" in done
+    session.rollback()
+    session.expire_all()
+    from engine.models import Dossier
+    assert session.get(Dossier, d.id).version_id == version.id

@@ -122,3 +122,38 @@ def import_(actor):
     else:
         flash(f"Đã nhập {len(done)} thủ tục.", "success")
     return redirect(url_for("admin.procedures"))
+
+
+@bp.route("/thu-tuc/<code>/chuyen-phien-ban/<int:number>", methods=["GET", "POST"])
+@staff_required
+def migrate(actor, code, number):
+    """Dry run first (GET), then the move of the dossiers that can move (POST)."""
+    require_admin(actor)
+    from engine.migration import migrate_dossiers
+
+    s = db.session()
+    chosen = request.form.getlist("ma") if request.method == "POST" else None
+    try:
+        verdicts = migrate_dossiers(s, actor_id=actor.id, procedure_code=code, to_number=number, codes=chosen,
+                                    dry_run=request.method != "POST")
+    except DomainError as exc:
+        s.rollback()
+        flash(error_text(exc) if exc.code != "invalid_input" else "Chỉ chuyển được sang phiên bản đã công bố.", "error")
+        return redirect(url_for("admin.procedure", code=code))
+    if request.method == "POST":
+        moved = sum(1 for v in verdicts if v.moved)
+        flash(f"Đã chuyển {moved} hồ sơ sang phiên bản {number}; thời hạn của bước đang xử lý được giữ nguyên.",
+              "success")
+    return render_template("admin_migrate.html", procedure=catalog.get_procedure(s, code), number=number,
+                           verdicts=verdicts, applied=request.method == "POST")
+
+
+@bp.get("/thu-tuc/<code>/so-sanh")
+@staff_required
+def compare(actor, code):
+    require_admin(actor)
+    a, b = request.args.get("a", type=int), request.args.get("b", type=int)
+    if a is None or b is None:
+        abort(404)
+    diff = catalog.diff_versions(db.session(), code, a, b)
+    return render_template("admin_diff.html", procedure=catalog.get_procedure(db.session(), code), a=a, b=b, diff=diff)

@@ -34,5 +34,14 @@ def frozen(at: datetime):
         _override.reset(token)
 
 
+def set_now(at: datetime) -> contextvars.Token:
+    """Freeze `now()` in the current context until `reset(token)` (a web request's clock in tests)."""
+    return _override.set(aware(at))
+
+
+def reset(token: contextvars.Token) -> None:
+    _override.reset(token)
+
+
 def local(value: datetime) -> datetime:
     return value.astimezone(VN_TZ)

@@ -15,6 +15,32 @@ from .workcal import InvalidDuration, WorkingCalendar, parse_duration
 ERROR, WARNING = "error", "warning"
 
 
+MESSAGES_VI = {
+    "xml_doctype": "Tệp có khai báo DOCTYPE/ENTITY: không được phép (nguy cơ bom XML, đọc tệp ngoài).",
+    "xml_not_well_formed": "Tệp không phải XML hợp lệ (thiếu thẻ đóng, ký tự lạ…).",
+    "xml_too_deep": "Cấu trúc XML lồng quá sâu.",
+    "xml_too_large": "Tệp quá lớn.",
+    "xml_too_many_elements": "Tệp có quá nhiều phần tử.",
+    "not_bpmn": "Tệp không phải BPMN 2.0 (thiếu bpmn:definitions).",
+    "no_process": "Tệp không có quy trình (bpmn:process) nào.",
+    "reserved_id": "Mã phần tử trùng với tên dành riêng của hệ thống; hãy đổi mã.",
+    "flow_target_missing": "Luồng trỏ tới phần tử không tồn tại.",
+    "task_multiple_outgoing": "Một bước có hai luồng ra; hãy thêm cổng rẽ nhánh.",
+    "disconnected_node": "Phần tử không nối với phần nào của quy trình.",
+    "gateway_flow_without_condition": "Nhánh sau cổng rẽ thiếu điều kiện (và không phải nhánh mặc định).",
+    "event_gateway_two_timers": "Cổng sự kiện có hai bộ hẹn giờ: SpiffWorkflow 3.2.0 tính sai; chỉ dùng một.",
+    "unsafe_expression": "Biểu thức không được phép (chỉ dùng phép so sánh, phép tính đơn giản).",
+    "unsafe_script": "Đoạn mã không được phép (chỉ gán biến và biểu thức đơn giản).",
+    "timer_unquoted": "Biểu thức hẹn giờ phải đặt trong dấu nháy, ví dụ \"PT5M\".",
+    "task_without_role": "Bước không nằm trong làn nào ghi vai trò.",
+    "unknown_role": "Làn ghi một vai trò chưa có trong hệ thống.",
+    "task_without_duration": "Bước chưa có thời hạn xử lý (thuộc tính duration).",
+    "bad_duration": "Thời hạn không đúng dạng ISO 8601 theo giờ/ngày làm việc (PT4H, P1D).",
+    "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
+    "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
+}
+
+
 @dataclass
 class Problem:
     severity: str
@@ -22,8 +48,12 @@ class Problem:
     element_id: str | None
     message: str
 
+    @property
+    def message_vi(self) -> str:
+        return MESSAGES_VI.get(self.code, self.message)
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "message_vi": self.message_vi}
 
 
 @dataclass

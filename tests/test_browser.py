@@ -16,6 +16,9 @@ PASSWORD = "matkhau-123"
 pytestmark = pytest.mark.sqlite_only  # the UI over the same engine; the engine itself runs on both databases
 
 
+LIVE_APPS: list = []  # the running app, so a test can move its clock seam (MOTCUA_NOW)
+
+
 @pytest.fixture
 def live_server(db_url, office, upload_dir):
     from werkzeug.serving import make_server
@@ -23,6 +26,7 @@ def live_server(db_url, office, upload_dir):
     from webapp import create_app
 
     app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test", "SESSION_COOKIE_SECURE": False})
+    LIVE_APPS.append(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -232,3 +236,68 @@ def test_manager_dashboard_matches_the_api_and_drills_down(live_server, browser,
     assert "Đang giải quyết quá hạn: 1 hồ sơ" in page.content() and overdue.code in page.content()
     assert done.code not in page.content()
     assert all(url.startswith(live_server) for url in manager.requests)
+
+
+def test_designer_adds_a_step_sees_the_problem_on_the_diagram_fixes_it_and_a_future_version_waits(
+        live_server, browser, session, office):
+    from datetime import datetime
+
+    from engine.clock import VN_TZ
+    designer = Desk(browser, live_server)
+    page = designer.login("designer1")
+    page.goto(f"{live_server}/thiet-ke/2.000720")
+    page.wait_for_selector("#canvas[data-ready='1']", timeout=15000)
+    # Add a step in the specialist's lane, between reception and appraisal (the API a modeler's palette uses).
+    page.evaluate("""() => {
+        const m = window.motcuaModeler, modeling = m.get('modeling'), reg = m.get('elementRegistry');
+        const lane = reg.get('Lane_chuyen_vien'), flow = reg.get('Flow_forward'), next = reg.get('Task_ThamDinh');
+        const task = modeling.createShape({ type: 'bpmn:UserTask' }, { x: 330, y: lane.y + lane.height / 2 }, lane);
+        modeling.updateProperties(task, { id: 'Task_KiemTraThucDia', name: 'Kiểm tra thực địa' });
+        modeling.reconnectEnd(flow, task, { x: task.x, y: task.y + 40 });
+        modeling.connect(task, next);
+        m.get('selection').select(task);
+    }""")
+    page.fill("#p-duration", "PT2H")
+    page.press("#p-duration", "Tab")
+    page.click("#btn-check")
+    page.wait_for_selector("#problems li")
+    assert "Tổng thời hạn các bước" in page.inner_text("#problems")
+    assert page.locator(".problem-badge").count() >= 1
+    shot(page, "designer")
+    # Fix: take the two hours from the leader's signing step, then save a draft version.
+    page.evaluate("""() => { const m = window.motcuaModeler;
+                             m.get('selection').select(m.get('elementRegistry').get('Task_KyDuyet')); }""")
+    page.fill("#p-duration", "PT4H")
+    page.press("#p-duration", "Tab")
+    page.click("#btn-save")
+    page.wait_for_selector("#status:has-text('phiên bản 2')")
+    assert page.locator(".problem-badge").count() == 0
+
+    # The admin publishes it from tomorrow; until then reception keeps using version 1.
+    admin = Desk(browser, live_server)
+    ap = admin.login("admin1")
+    ap.goto(f"{live_server}/quan-tri/thu-tuc/2.000720")
+    ap.fill("#eff-2", "2026-12-01")
+    ap.click("form:has(#eff-2) button")
+    assert "Đã công bố phiên bản 2" in ap.content()
+
+    import base64
+
+    from conftest import APPLICANT
+
+    def receive_via_api(at):
+        live_app.config["MOTCUA_NOW"] = at
+        token = ap.request.post(f"{live_server}/api/v1/auth/token",
+                                data={"username": "mot_cua1", "password": PASSWORD}).json()["token"]
+        body = {"procedure_code": "2.000720", "channel": "counter", "applicant": APPLICANT,
+                "components": [{"code": "GIAYDENGHI", "filename": "d.pdf",
+                                "content_base64": base64.b64encode(b"%PDF-1.4 x").decode()}]}
+        code = ap.request.post(f"{live_server}/api/v1/dossiers", data=body,
+                               headers={"Authorization": f"Bearer {token}"}).json()["code"]
+        return ap.request.get(f"{live_server}/api/v1/dossiers/{code}",
+                              headers={"Authorization": f"Bearer {token}"}).json()["version"]
+
+    live_app = LIVE_APPS[-1]
+    assert receive_via_api(datetime(2026, 11, 30, 9, tzinfo=VN_TZ).isoformat()) == 1
+    assert receive_via_api(datetime(2026, 12, 1, 9, tzinfo=VN_TZ).isoformat()) == 2
+    live_app.config.pop("MOTCUA_NOW")

@@ -125,3 +125,13 @@ def test_every_miwg_file_gets_a_verdict_without_crashing():
         result = validation.validate(path.read_bytes(), 30, None)
         assert isinstance(result.valid, bool)
         assert all(p.code and p.severity in ("error", "warning") for p in result.problems), path
+
+
+def test_every_problem_code_has_a_vietnamese_message():
+    import re as _re
+    source = (ROOT / "engine" / "validation.py").read_text() + (ROOT / "engine" / "bpmn_xml.py").read_text()
+    codes = set(_re.findall(r'Problem\(ERROR, "([a-z_]+)"', source)) | set(_re.findall(r'UnsafeXml\("([a-z_]+)"', source))
+    codes.add("durations_exceed_statutory")
+    assert codes and codes <= set(validation.MESSAGES_VI)
+    problem = validation.validate("<a", 1, ROLES).problems[0].as_dict()
+    assert problem["message_vi"] == validation.MESSAGES_VI["xml_not_well_formed"] and problem["message"]

@@ -39,12 +39,14 @@ def create_app(config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = secrets.token_hex(32)
     app.json.ensure_ascii = False
     app.extensions["motcua.sessionmaker"] = make_sessionmaker(make_engine(app.config["DATABASE_URL"]))
+    _clock_seam(app)
     db.init_app(app)
     errors.init_app(app)
 
     from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .dashboard import bp as dashboard_bp
+    from .designer import bp as designer_bp
     from .ui import bp as ui_bp
 
     csrf.init_app(app)
@@ -53,6 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(ui_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(designer_bp)
 
     @app.after_request
     def _security_headers(response):
@@ -63,3 +66,25 @@ def create_app(config: dict | None = None) -> Flask:
         return response
 
     return app
+
+
+def _clock_seam(app: Flask) -> None:
+    """With MOTCUA_NOW set (tests, rehearsals; never in production) every request runs at that time.
+    Read per request, so a test can move it while the server runs."""
+    from datetime import datetime
+
+    from flask import g
+
+    from engine import clock
+
+    @app.before_request
+    def _freeze():
+        at = app.config.get("MOTCUA_NOW")
+        if at:
+            g.clock_token = clock.set_now(datetime.fromisoformat(at) if isinstance(at, str) else at)
+
+    @app.teardown_request
+    def _thaw(_exc):
+        token = g.pop("clock_token", None)
+        if token is not None:
+            clock.reset(token)

@@ -94,6 +94,7 @@ class Problem(Schema):
     code = fields.String()
     element_id = fields.String(allow_none=True)
     message = fields.String()
+    message_vi = fields.String()
 
 
 class VersionCreated(Schema):

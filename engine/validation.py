@@ -38,6 +38,8 @@ MESSAGES_VI = {
     "bad_duration": "Thời hạn không đúng dạng ISO 8601 theo giờ/ngày làm việc (PT4H, P1D).",
     "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
+    "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
+    "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
 }
 
 
@@ -103,6 +105,7 @@ def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: s
         problems.append(Problem(ERROR, "no_process", None, str(exc)))
     if model is not None:
         _check_conventions(model, process, flows, statutory_days, known_roles, calendar or WorkingCalendar(), problems)
+        _check_decisions(process, flows, model, problems)
 
     parsed = None
     if not any(p.severity == ERROR for p in problems):
@@ -185,6 +188,36 @@ def _check_expressions(process, problems: list[Problem]) -> None:
                 safe_eval.check_expression(text)
             except safe_eval.UnsafeExpression as exc:
                 problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {exc}"))
+
+
+def _check_decisions(process, flows, model, problems) -> None:
+    """Branches after a step are chosen by its `decision`: each conditioned branch must test a decision
+    value the UI can offer as a button, and a request_supplement branch must wait for the citizen's
+    supplement (an intermediate message catch event for `supplement_received`)."""
+    by_id = {el.get("id"): el for el in process.iter() if isinstance(el.tag, str) and el.get("id")}
+    out: dict[str, list] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f)
+    for step_id in model.steps:
+        for f in out.get(step_id, []):
+            gateway = by_id.get(f.get("targetRef"))
+            if gateway is None or local(gateway.tag) != "exclusiveGateway":
+                continue
+            for branch in out.get(gateway.get("id"), []):
+                cond = branch.find("bpmn:conditionExpression", NS)
+                if cond is None or not (cond.text or "").strip():
+                    continue
+                values = bpmn_xml.decision_values(cond.text)
+                if not values:
+                    problems.append(Problem(ERROR, "decision_unreadable", branch.get("id"),
+                                            "this branch's condition does not test decision == \"…\": no button "
+                                            "can choose it"))
+                if "request_supplement" in values:
+                    target = by_id.get(branch.get("targetRef"))
+                    if target is None or target.get("id") not in model.supplement_events:
+                        problems.append(Problem(ERROR, "supplement_path_shape", branch.get("id"),
+                                                "the request_supplement branch must lead to an intermediate message "
+                                                "catch event for 'supplement_received'"))
 
 
 def _check_conventions(model, process, flows, statutory_days, known_roles, calendar, problems) -> None:

@@ -135,3 +135,13 @@ def test_every_problem_code_has_a_vietnamese_message():
     assert codes and codes <= set(validation.MESSAGES_VI)
     problem = validation.validate("<a", 1, ROLES).problems[0].as_dict()
     assert problem["message_vi"] == validation.MESSAGES_VI["xml_not_well_formed"] and problem["message"]
+
+
+def test_decision_branches_must_be_readable_and_supplement_branch_must_wait_for_the_citizen():
+    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
+    unreadable = xml.replace('decision == "refuse"', 'len(decision) > 3')
+    assert "decision_unreadable" in codes(unreadable, days=3)
+    skip_wait = xml.replace('sourceRef="Gateway_ThamDinh" targetRef="Event_ChoBoSung"',
+                            'sourceRef="Gateway_ThamDinh" targetRef="Task_TiepNhan"')
+    assert "supplement_path_shape" in codes(skip_wait, days=3)
+    assert codes(xml, days=3) == set()

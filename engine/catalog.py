@@ -131,6 +131,8 @@ def create_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
         "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions}
                   for s in result.model.steps.values()},
         "supplement_events": result.model.supplement_events,
+        # The legal bases this version was drawn up under (the procedure's list can change later).
+        "legal_bases": [b.number for b in proc.legal_bases],
     }
     version = ProcedureVersion(
         procedure_id=proc.id, number=number, status="draft", bpmn_xml=xml_text,

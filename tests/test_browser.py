@@ -280,6 +280,12 @@ def test_designer_adds_a_step_sees_the_problem_on_the_diagram_fixes_it_and_a_fut
     ap.fill("#eff-2", "2026-12-01")
     ap.click("form:has(#eff-2) button")
     assert "Đã công bố phiên bản 2" in ap.content()
+    ap.click("a:text('So sánh với phiên bản 1')")
+    ap.wait_for_selector(".bpmn-diagram[data-ready='1'] >> nth=1", timeout=15000)
+    assert ap.locator(".bpmn-diagram").nth(1).locator(".djs-element.added").count() == 1  # the new step
+    assert ap.locator(".bpmn-diagram").nth(0).locator(".djs-element.changed").count() >= 1
+    assert "Kiểm tra thực địa" in ap.inner_text("main")
+    shot(ap, "version-diff")
 
     import base64
 

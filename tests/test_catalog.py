@@ -63,6 +63,7 @@ def test_version_diff_names_changed_added_and_removed_steps(session, office):
     v2, _ = catalog.create_version(session, "2.000720", xml)
     diff = catalog.diff_versions(session, "2.000720", 1, v2.number)
     assert diff["added"] == [] and diff["removed"] == []
+    assert v2.meta["legal_bases"] == ["59/2020/QH14", "168/2025/NĐ-CP"]
     assert {c["step"]: c["changes"] for c in diff["changed"]} == {
         "Task_KyDuyet": {"duration": ("PT6H", "PT5H")},
         "Task_XemXet": {"name": ("Xem xét, trình ký", "Xem xét")},

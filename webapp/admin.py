@@ -156,4 +156,19 @@ def compare(actor, code):
     if a is None or b is None:
         abort(404)
     diff = catalog.diff_versions(db.session(), code, a, b)
-    return render_template("admin_diff.html", procedure=catalog.get_procedure(db.session(), code), a=a, b=b, diff=diff)
+    changed = [c["step"] for c in diff["changed"]]
+    markers_a = {"changed": changed, "removed": [s["step"] for s in diff["removed"]]}
+    markers_b = {"changed": changed, "added": [s["step"] for s in diff["added"]]}
+    return render_template("admin_diff.html", procedure=catalog.get_procedure(db.session(), code), a=a, b=b, diff=diff,
+                           markers_a=markers_a, markers_b=markers_b)
+
+
+@bp.get("/thu-tuc/<code>/phien-ban/<int:number>.bpmn")
+@staff_required
+def version_bpmn(actor, code, number):
+    require_admin(actor)
+    proc = catalog.get_procedure(db.session(), code)
+    version = next((v for v in proc.versions if v.number == number), None)
+    if version is None:
+        abort(404)
+    return Response(version.bpmn_xml, mimetype="application/xml")

@@ -16,8 +16,11 @@
 
   // The dossier's own BPMN, with finished, current and late steps marked.
   window.addEventListener("load", function () {
-    var host = document.getElementById("diagram");
-    if (!host || !window.BpmnJS) { return; }
+    if (!window.BpmnJS) { return; }
+    document.querySelectorAll(".bpmn-diagram").forEach(showDiagram);
+  });
+
+  function showDiagram(host) {
     var markers = JSON.parse(host.dataset.markers || "{}");
     var viewer = new window.BpmnJS({ container: host });
     fetch(host.dataset.xml, { credentials: "same-origin" })
@@ -26,12 +29,12 @@
       .then(function () {
         var canvas = viewer.get("canvas");
         var registry = viewer.get("elementRegistry");
-        ["done", "current", "late"].forEach(function (kind) {
+        Object.keys(markers).forEach(function (kind) {
           (markers[kind] || []).forEach(function (id) { if (registry.get(id)) { canvas.addMarker(id, kind); } });
         });
         canvas.zoom("fit-viewport");
         host.dataset.ready = "1";
       })
       .catch(function (err) { host.textContent = "Không hiển thị được sơ đồ: " + err.message; });
-  });
+  }
 })();

@@ -144,12 +144,17 @@ def create_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
     return version, [p.as_dict() for p in result.problems]
 
 
-def publish_version(session: Session, procedure_code: str, number: int, effective_from: date) -> ProcedureVersion:
+def get_version(session: Session, procedure_code: str, number: int) -> ProcedureVersion:
     proc = get_procedure(session, procedure_code)
     version = session.scalar(select(ProcedureVersion).where(
         ProcedureVersion.procedure_id == proc.id, ProcedureVersion.number == number))
     if version is None:
         raise NotFound(f"procedure {procedure_code} has no version {number}")
+    return version
+
+
+def publish_version(session: Session, procedure_code: str, number: int, effective_from: date) -> ProcedureVersion:
+    version = get_version(session, procedure_code, number)
     if version.status != "draft":
         raise VersionImmutable(f"version {number} is already {version.status}; publish a new version instead")
     version.status = "published"
@@ -241,11 +246,7 @@ def publish(session: Session, procedure_code: str, number: int, effective_from: 
 def retire_version(session: Session, procedure_code: str, number: int) -> ProcedureVersion:
     """Stop offering a published version for new dossiers; running dossiers keep it."""
     begin_write(session)
-    proc = get_procedure(session, procedure_code)
-    version = session.scalar(select(ProcedureVersion).where(
-        ProcedureVersion.procedure_id == proc.id, ProcedureVersion.number == number))
-    if version is None:
-        raise NotFound(f"procedure {procedure_code} has no version {number}")
+    version = get_version(session, procedure_code, number)
     if version.status != "published":
         raise VersionImmutable(f"version {number} is {version.status}; only a published version can be retired")
     version.status = "retired"

@@ -14,7 +14,7 @@ from .access import require_system_role
 from .actors import load_actor
 from .db import begin_write
 from .dossiers import _load_instance, _lock_dossier, _open_tasks, _spec_loader, _sync, _version_meta, calendar
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput
 from .models import OPEN_STATUSES, Dossier, HumanTask, ProcedureVersion
 
 
@@ -33,10 +33,7 @@ def migrate_dossiers(session: Session, *, actor_id: int, procedure_code: str, to
     actor = load_actor(session, actor_id)
     require_system_role(actor, "admin", "migrate running dossiers")
     proc = catalog.get_procedure(session, procedure_code)
-    target = session.scalar(select(ProcedureVersion).where(ProcedureVersion.procedure_id == proc.id,
-                                                           ProcedureVersion.number == to_number))
-    if target is None:
-        raise NotFound(f"procedure {procedure_code} has no version {to_number}")
+    target = catalog.get_version(session, procedure_code, to_number)
     if target.status != "published":
         raise InvalidInput("dossiers can only move to a published version", errors={"to_number": target.status})
     stmt = select(Dossier.code, Dossier.version_id).where(

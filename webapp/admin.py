@@ -167,8 +167,4 @@ def compare(actor, code):
 @staff_required
 def version_bpmn(actor, code, number):
     require_admin(actor)
-    proc = catalog.get_procedure(db.session(), code)
-    version = next((v for v in proc.versions if v.number == number), None)
-    if version is None:
-        abort(404)
-    return Response(version.bpmn_xml, mimetype="application/xml")
+    return Response(catalog.get_version(db.session(), code, number).bpmn_xml, mimetype="application/xml")

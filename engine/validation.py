@@ -38,6 +38,7 @@ MESSAGES_VI = {
     "bad_duration": "Thời hạn không đúng dạng ISO 8601 theo giờ/ngày làm việc (PT4H, P1D).",
     "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
+    "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
     "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
 }
@@ -150,6 +151,10 @@ def _check_structure(process, flows, problems: list[Problem]) -> None:
             if not el.get("default") and len(conditioned) < len(out[eid]):
                 problems.append(Problem(ERROR, "gateway_flow_without_condition", eid,
                                         "every outgoing flow of an exclusive gateway needs a condition or must be its default"))
+            elif not el.get("default") and not _is_decision_gateway(el, inc, process):
+                # Decision gateways are safe: the UI offers exactly the values their branches test.
+                problems.append(Problem(WARNING, "gateway_may_dead_end", eid,
+                                        "no default flow: if no condition matches, the dossier stops here"))
         if kind == "eventBasedGateway":
             timers = 0
             for f in out.get(eid, []):
@@ -159,6 +164,16 @@ def _check_structure(process, flows, problems: list[Problem]) -> None:
             if timers > 1:
                 problems.append(Problem(ERROR, "event_gateway_two_timers", eid,
                                         "SpiffWorkflow 3.2.0 uses the first timer's due time for both; use one timer"))
+
+
+def _is_decision_gateway(gateway, incoming: dict, process) -> bool:
+    """Right after a user task, with every branch testing `decision`."""
+    sources = {f.get("sourceRef") for f in incoming.get(gateway.get("id"), [])}
+    tasks = {el.get("id") for el in process.iter(f"{{{BPMN_NS}}}userTask")}
+    if not sources or not sources <= tasks:
+        return False
+    outgoing = [f for f in process.iter(f"{{{BPMN_NS}}}sequenceFlow") if f.get("sourceRef") == gateway.get("id")]
+    return all(bpmn_xml.decision_values((f.findtext("bpmn:conditionExpression", "", NS) or "")) for f in outgoing)
 
 
 def _check_expressions(process, problems: list[Problem]) -> None:
@@ -212,7 +227,7 @@ def _check_decisions(process, flows, model, problems) -> None:
                     problems.append(Problem(ERROR, "decision_unreadable", branch.get("id"),
                                             "this branch's condition does not test decision == \"…\": no button "
                                             "can choose it"))
-                if "request_supplement" in values:
+                if "request_supplement" in values:  # (the second request is refused at run time, from history)
                     target = by_id.get(branch.get("targetRef"))
                     if target is None or target.get("id") not in model.supplement_events:
                         problems.append(Problem(ERROR, "supplement_path_shape", branch.get("id"),

@@ -58,6 +58,13 @@ def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(s
         step(session, office, at_appraisal, vn(2026, 11, 2, hour))
     session.refresh(at_appraisal)
     assert at_appraisal.status == "result_ready"
+    fresh_due = open_task(session, fresh).due_at
+    step(session, office, fresh, vn(2026, 11, 2, 9))  # the dossier moved at reception runs all of v2 too
+    assert open_task(session, fresh).name == "Thẩm định hồ sơ đăng ký" and fresh_due == vn(2026, 10, 30, 11)
+    for hour in (10, 11, 13, 14):
+        step(session, office, fresh, vn(2026, 11, 3, hour))
+    session.refresh(fresh)
+    assert fresh.status == "result_ready" and fresh.version_id == version.id
     slip = audit.control_slip(session, at_appraisal)
     assert [r.role for r in slip] == ["mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"]
     assert audit.verify_chain(session, at_appraisal.id) is None

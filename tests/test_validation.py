@@ -145,3 +145,16 @@ def test_decision_branches_must_be_readable_and_supplement_branch_must_wait_for_
                             'sourceRef="Gateway_ThamDinh" targetRef="Task_TiepNhan"')
     assert "supplement_path_shape" in codes(skip_wait, days=3)
     assert codes(xml, days=3) == set()
+
+
+def test_a_data_gateway_without_default_is_warned_but_decision_gateways_are_not():
+    nodes = [Node("S", "startEvent", "s", "Lane_mc", 0), Node("G", "exclusiveGateway", "?", "Lane_mc", 1),
+             Node("Task_A", "userTask", "A", "Lane_mc", 2, {"duration": "PT1H"}),
+             Node("E", "endEvent", "e", "Lane_mc", 3), Node("E2", "endEvent", "e2", "Lane_cv", 2)]
+    flows = [Flow("F1", "S", "G"), Flow("F2", "G", "Task_A", condition='channel == "online"'),
+             Flow("F3", "G", "E2", condition='channel == "post"'), Flow("F4", "Task_A", "E")]
+    result = validation.validate(render(Process("P", "p", LANES, nodes, flows)), 1, ROLES)
+    assert [(p.code, p.severity) for p in result.problems] == [("gateway_may_dead_end", "warning")]
+    assert result.valid  # a warning does not block saving
+    shipped = validation.validate((ROOT / "processes/2.000720/v1.bpmn").read_bytes(), 3, ROLES)
+    assert shipped.problems == []

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from engine_cycle import reset_pg  # noqa: E402  (same folder)
 from sqlalchemy import text  # noqa: E402
 
 from engine import admin, catalog, metrics, schema  # noqa: E402
@@ -58,10 +59,8 @@ JOIN LATERAL (SELECT pr.id, v.id AS version_id FROM procedures pr JOIN procedure
 
 
 def build(url: str, n: int) -> float:
+    reset_pg(url)
     eng = make_engine(url)
-    with eng.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
     schema.upgrade(url)
     factory = make_sessionmaker(eng)
     with factory() as s:

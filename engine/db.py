@@ -1,7 +1,7 @@
 """Database plumbing: engine/session factory, the declarative base and a UTC datetime type."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 
 from sqlalchemy import DateTime, create_engine, event
 from sqlalchemy.engine import Engine
@@ -84,8 +84,3 @@ def begin_write(session: Session) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
-
-def utcnow() -> datetime:
-    from .clock import now
-
-    return now()

@@ -8,7 +8,7 @@ import time as _time
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
@@ -412,19 +412,6 @@ def deliver_supplement_once(session: Session, *, key: str, digest: str, **kwargs
 
 
 # --- tasks ---------------------------------------------------------------------------------------
-def list_open_tasks(session: Session, *, actor_id: int, limit: int = 200, offset: int = 0) -> list[HumanTask]:
-    """The actor's inbox: open tasks of the roles they hold in each unit, overdue first, then by due."""
-    user = _actor(session, actor_id)
-    pairs = sorted(user.grants)
-    if not pairs:
-        return []
-    return list(session.scalars(
-        select(HumanTask).where(HumanTask.completed_at.is_(None),
-                                tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
-        .order_by(HumanTask.due_at, HumanTask.started_at).limit(limit).offset(offset)
-    ))
-
-
 @dataclass
 class Completion:
     """What a completion changed: the dossier row, the completed task and the tasks now open."""

@@ -29,7 +29,6 @@ RETURNED = "returned"
 REFUSED = "refused"
 WITHDRAWN = "withdrawn"
 OPEN_STATUSES = (RECEIVED, PROCESSING, AWAITING_SUPPLEMENT)
-FINAL_STATUSES = (RESULT_READY, RETURNED, REFUSED, WITHDRAWN)
 
 LEVELS = ("trung_uong", "tinh", "huyen", "xa")
 ONLINE_LEVELS = ("toan_trinh", "mot_phan")

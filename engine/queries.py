@@ -58,19 +58,12 @@ def dossier_view(session: Session, dossier: Dossier) -> dict:
     }
 
 
-def inbox(session: Session, actor: Actor, limit: int = 200, offset: int = 0) -> list[dict]:
-    pairs = sorted(actor.grants)
-    if not pairs:
-        return []
-    from sqlalchemy import tuple_
-
-    rows = session.execute(
-        select(HumanTask, Dossier.code).join(Dossier, Dossier.id == HumanTask.dossier_id)
-        .where(HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
-        .order_by(HumanTask.due_at, HumanTask.started_at).limit(limit).offset(offset)
-    ).all()
-    return [{"id": t.id, "dossier_code": code, "name": t.name, "role": t.role, "started_at": t.started_at,
-             "due_at": t.due_at, "decisions": t.decisions} for t, code in rows]
+def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
+    """The actor's open tasks for the API: the inbox screen's query, first page."""
+    rows, _ = inbox_page(session, actor, per_page=limit)
+    return [{"id": r["task"].id, "dossier_code": r["dossier"].code, "name": r["task"].name, "role": r["task"].role,
+             "started_at": r["task"].started_at, "due_at": r["task"].due_at, "decisions": r["task"].decisions}
+            for r in rows]
 
 
 def public_lookup(session: Session, code: str, id_number: str) -> dict:

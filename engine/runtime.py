@@ -12,7 +12,6 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import metadata as _metadata
 from typing import Any, Callable
 from uuid import UUID
 
@@ -36,8 +35,7 @@ from . import clock, safe_eval
 from .workcal import WorkingCalendar
 
 SUPPORTED_SPIFF_VERSION = "3.2.0"
-# The workarounds below are measured against this exact release (see tests/test_runtime.py).
-INSTALLED_SPIFF_VERSION = _metadata.version("SpiffWorkflow")
+# The workarounds below are measured against this exact release (tests/test_runtime.py checks it).
 
 RESERVED_IDS = frozenset({"Start", "End"})
 

@@ -73,9 +73,6 @@ class WorkingCalendar:
             for start, end in self.office_hours
         )
 
-    def is_public_holiday(self, day: date) -> bool:
-        return day in _vn_holidays(day.year)
-
     def is_working_day(self, day: date) -> bool:
         if day in self.extra_holidays:
             return False
@@ -212,9 +209,6 @@ class WorkingCalendar:
 
     def add_duration(self, moment: datetime, duration: str) -> datetime:
         return self.add_working_time(moment, parse_duration(duration, self.day_seconds))
-
-    def duration_seconds(self, duration: str) -> float:
-        return parse_duration(duration, self.day_seconds)
 
 
 def load_calendar(session) -> WorkingCalendar:

@@ -5,7 +5,8 @@ import pytest
 from conftest import APPLICANT, components_for, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
-from engine import audit, catalog, dossiers
+from engine import audit, catalog, dossiers, queries
+from engine.actors import load_actor
 from engine.errors import (
     DossierClosed,
     DueDateAlreadyReset,
@@ -30,6 +31,10 @@ from engine.models import (
     HumanTask,
     SupplementRequest,
 )
+
+
+def inbox(session, user_id):
+    return queries.inbox(session, load_actor(session, user_id))
 
 
 def snapshot(session, dossier_id):
@@ -146,10 +151,10 @@ def test_decision_and_form_fields_are_whitelisted(session, office):
 
 def test_inbox_lists_only_the_users_roles_and_units(session, office):
     d = to_appraisal(session, office)
-    mine = dossiers.list_open_tasks(session, actor_id=office["chuyen_vien"])
-    assert [t.dossier_id for t in mine] == [d.id]
-    assert dossiers.list_open_tasks(session, actor_id=office["other_chuyen_vien"]) == []
-    assert dossiers.list_open_tasks(session, actor_id=office["lanh_dao"]) == []
+    mine = inbox(session, office["chuyen_vien"])
+    assert [t["dossier_code"] for t in mine] == [d.code]
+    assert inbox(session, office["other_chuyen_vien"]) == []
+    assert inbox(session, office["lanh_dao"]) == []
 
 
 # --- supplementation ----------------------------------------------------------------------------
@@ -159,7 +164,7 @@ def test_supplement_once_restarts_the_clock_and_a_second_request_changes_nothing
              note="Giấy đề nghị thiếu chữ ký", items=["Giấy đề nghị có chữ ký chủ hộ"])
     session.refresh(d)
     assert d.status == AWAITING_SUPPLEMENT
-    assert dossiers.list_open_tasks(session, actor_id=office["chuyen_vien"]) == []
+    assert inbox(session, office["chuyen_vien"]) == []
     req = session.scalar(select(SupplementRequest))
     assert req.within_window and req.items == ["Giấy đề nghị có chữ ký chủ hộ"]
 
@@ -256,7 +261,7 @@ def test_refuse_decision_ends_the_dossier_refused(session, office):
     complete(session, office, d, "chuyen_vien", "refuse", note="Ngành nghề cấm kinh doanh")
     session.refresh(d)
     assert d.status == REFUSED and d.refusal_reason == "Ngành nghề cấm kinh doanh"
-    assert dossiers.list_open_tasks(session, actor_id=office["lanh_dao_phong"]) == []
+    assert inbox(session, office["lanh_dao_phong"]) == []
 
 
 def test_leader_refusal_and_withdrawal_end_the_process(session, office):
@@ -272,7 +277,7 @@ def test_leader_refusal_and_withdrawal_end_the_process(session, office):
     session.refresh(d1)
     session.refresh(d2)
     assert (d1.status, d2.status) == (REFUSED, WITHDRAWN)
-    assert dossiers.list_open_tasks(session, actor_id=office["chuyen_vien"]) == []
+    assert inbox(session, office["chuyen_vien"]) == []
     with pytest.raises(DossierClosed):
         dossiers.withdraw_dossier(session, actor_id=office["mot_cua"], dossier_code=d1.code)
 
@@ -328,3 +333,14 @@ def test_dossier_on_v1_keeps_running_on_v1_after_v2_is_published(session, office
     # Reception on the day before v2 takes effect still uses v1.
     old_day = receive(session, office, at=vn(2026, 11, 2, 16, 0))
     assert old_day.version_id == v1_id
+
+
+def test_an_admin_calendar_override_moves_appointments_at_once(session, office):
+    from engine import admin
+    assert receive(session, office, at=vn(2026, 11, 2, 9)).due_at == vn(2026, 11, 5, 17)
+    admin.set_calendar_day(session, date(2026, 11, 4), "holiday", "Nghỉ bù theo quyết định của tỉnh")
+    assert receive(session, office, at=vn(2026, 11, 2, 9, 5)).due_at == vn(2026, 11, 6, 17)
+    admin.set_calendar_day(session, date(2026, 11, 4), "clear")
+    assert receive(session, office, at=vn(2026, 11, 2, 9, 10)).due_at == vn(2026, 11, 5, 17)
+    with pytest.raises(InvalidInput):
+        admin.set_calendar_day(session, date(2026, 11, 4), "nghi")

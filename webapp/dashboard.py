@@ -51,8 +51,7 @@ def _scope(actor):
 
 
 def _descendant_codes(s, code):
-    ids = metrics.units_under(s, code)
-    return {s.get(Unit, i).code for i in ids}
+    return set(s.scalars(select(Unit.code).where(Unit.id.in_(metrics.units_under(s, code)))))
 
 
 def _period():

@@ -27,11 +27,14 @@ sys.path.insert(0, str(ROOT / "tools"))
 from bpmn_builder import Flow, Node, Process, render  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
-from engine import admin, bpmn_xml, catalog, dossiers, runtime, schema  # noqa: E402
+from engine import catalog, dossiers  # noqa: E402
+from engine.access import directory  # noqa: E402
 from engine.clock import VN_TZ  # noqa: E402
-from engine.db import make_engine, make_sessionmaker  # noqa: E402
-from engine.models import HumanTask  # noqa: E402
-from engine.workcal import WorkingCalendar  # noqa: E402
+from engine.store import schema  # noqa: E402
+from engine.store.db import make_engine, make_sessionmaker  # noqa: E402
+from engine.store.models import HumanTask  # noqa: E402
+from engine.workflow import bpmn_xml, runtime  # noqa: E402
+from engine.workflow.workcal import WorkingCalendar  # noqa: E402
 
 STEPS = 10
 
@@ -135,13 +138,13 @@ def persisted_cycle(url: str, xml: str, n_dossiers: int, raw: RawCycler) -> tupl
     eng = make_engine(url)
     factory = make_sessionmaker(eng)
     with factory() as s:
-        admin.add_unit(s, "BENCH", "Đơn vị đo")
-        user = admin.add_user(s, "bench", "bench-password", [("BENCH", "mot_cua")]).id
-        catalog.upsert_procedure(s, {
+        directory.add_unit(s, "BENCH", "Đơn vị đo")
+        user = directory.add_user(s, "bench", "bench-password", [("BENCH", "mot_cua")]).id
+        catalog.create_procedure(s, actor_id=None, data={
             "code": "3.999999", "name": "Thủ tục đo hiệu năng", "field": "Đo", "level": "xa", "statutory_days": 5,
             "online_level": "mot_phan", "components": [{"code": "DON", "name": "Đơn", "required": True}]})
-        v, _ = catalog.create_version(s, "3.999999", xml)
-        catalog.publish_version(s, "3.999999", v.number, date(2020, 1, 1))
+        v, _ = catalog.submit_version(s, actor_id=None, procedure_code="3.999999", bpmn=xml)
+        catalog.publish_version(s, actor_id=None, procedure_code="3.999999", number=v.number, effective_from=date(2020, 1, 1))
         s.commit()
         now = datetime(2026, 11, 2, 9, 0, tzinfo=VN_TZ)
         codes = [dossiers.receive_dossier(

@@ -23,9 +23,12 @@ sys.path.insert(0, str(ROOT))
 from engine_cycle import reset_pg  # noqa: E402  (same folder)
 from sqlalchemy import text  # noqa: E402
 
-from engine import admin, catalog, metrics, schema  # noqa: E402
+from engine import catalog  # noqa: E402
+from engine.access import directory  # noqa: E402
 from engine.clock import VN_TZ  # noqa: E402
-from engine.db import make_engine, make_sessionmaker  # noqa: E402
+from engine.reporting import metrics  # noqa: E402
+from engine.store import schema  # noqa: E402
+from engine.store.db import make_engine, make_sessionmaker  # noqa: E402
 
 GENERATE = """
 INSERT INTO dossiers (code, procedure_id, version_id, unit_id, channel, applicant, applicant_id_number, search_text,
@@ -64,12 +67,12 @@ def build(url: str, n: int) -> float:
     schema.upgrade(url)
     factory = make_sessionmaker(eng)
     with factory() as s:
-        admin.add_unit(s, "T40", "UBND tỉnh")
+        directory.add_unit(s, "T40", "UBND tỉnh")
         for i in range(100):
-            admin.add_unit(s, f"T40.{i:03d}", f"UBND xã {i}", parent_code="T40")
-        catalog.load_processes(s, ROOT / "processes")
+            directory.add_unit(s, f"T40.{i:03d}", f"UBND xã {i}", parent_code="T40")
+        catalog.load_processes(s, ROOT / "processes", actor_id=None)
         s.commit()
-        user_id = admin.add_user(s, "bench", "bench-password", [("T40", "admin")]).id
+        user_id = directory.add_user(s, "bench", "bench-password", [("T40", "admin")]).id
     t0 = time.perf_counter()
     with eng.begin() as conn:
         conn.execute(text(GENERATE), {"n": n})
@@ -82,9 +85,9 @@ def build(url: str, n: int) -> float:
         conn.execute(text("UPDATE dossiers SET supplemented = true WHERE id % 9 = 0"))
         conn.execute(text("UPDATE dossiers d SET rating = r.rating FROM service_ratings r WHERE r.dossier_id = d.id"))
     with factory() as s:
-        from engine import reportfacts
+        from engine.reporting import counters
 
-        reportfacts.rebuild(s)  # the counters the use cases keep, built here in one pass
+        counters.rebuild(s)  # the counters the use cases keep, built here in one pass
         s.commit()
     with eng.connect() as conn:  # VACUUM cannot run in a transaction; it sets the visibility map
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))

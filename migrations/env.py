@@ -2,9 +2,9 @@
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from engine import models  # noqa: F401  (registers every table on Base.metadata)
 from engine.config import database_url
-from engine.db import Base
+from engine.store import models  # noqa: F401  (registers every table on Base.metadata)
+from engine.store.db import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import click
 
-from engine import admin, catalog, clock, config, schema, timers
-from engine.db import make_engine, make_sessionmaker
+from engine import catalog, clock, config
+from engine.access import directory
+from engine.dossiers import timers
 from engine.errors import DomainError
+from engine.store import schema
+from engine.store.db import make_engine, make_sessionmaker
 
 
 def _factory():
@@ -40,7 +43,7 @@ def load_processes(directory: Path):
     """Load procedures and their BPMN versions from DIRECTORY (idempotent)."""
     with _factory()() as session:
         try:
-            for line in catalog.load_processes(session, directory):
+            for line in catalog.load_processes(session, directory, actor_id=None):
                 click.echo(line)
             session.commit()
         except DomainError as exc:
@@ -60,7 +63,7 @@ def units():
 def units_add(code, name, parent):
     with _factory()() as session:
         try:
-            admin.add_unit(session, code, name, parent)
+            directory.add_unit(session, code, name, parent)
         except DomainError as exc:
             _fail(exc)
     click.echo(f"unit {code} added")
@@ -80,7 +83,7 @@ def users():
 def users_add(username, password, unit_code, roles, full_name):
     with _factory()() as session:
         try:
-            admin.add_user(session, username, password, [(unit_code, r) for r in roles], full_name)
+            directory.add_user(session, username, password, [(unit_code, r) for r in roles], full_name)
         except DomainError as exc:
             _fail(exc)
     click.echo(f"user {username} added with {', '.join(roles)} in {unit_code}")
@@ -124,7 +127,7 @@ def outbox_group():
 @click.option("--token", default=None, envvar="MOTCUA_OUTBOX_TOKEN", help="Bearer token for the receiver")
 def outbox_push(url, attempts, backoff, token):
     """Deliver unsent events in order; at-least-once, each with a stable event_id."""
-    from engine import outbox
+    from engine.dossiers import outbox
 
     report = outbox.push_with_retries(_factory(), url, attempts=attempts, backoff=backoff, token=token)
     click.echo(f"{report.sent} events sent, {report.failed} failed attempts")
@@ -133,7 +136,7 @@ def outbox_push(url, attempts, backoff, token):
     with _factory()() as session:
         from sqlalchemy import func, select
 
-        from engine.models import OutboxEvent
+        from engine.store.models import OutboxEvent
 
         left = session.scalar(select(func.count()).select_from(OutboxEvent).where(OutboxEvent.sent_at.is_(None)))
     if left:
@@ -168,7 +171,7 @@ def demo(database, serve, port):
     import os
     from pathlib import Path
 
-    from engine import demo as demo_mod
+    from motcua import demo as demo_mod
 
     path = Path(database or "var/demo.sqlite3")
     demo_mod.run(str(path))

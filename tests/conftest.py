@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from engine import admin, catalog, dossiers, schema
+from engine import catalog, dossiers
+from engine.access import directory
 from engine.clock import VN_TZ
-from engine.db import make_engine, make_sessionmaker
+from engine.store import schema
+from engine.store.db import make_engine, make_sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -25,12 +27,12 @@ def cheap_password_hashing():
     hashing itself use the real parameters through engine.security directly."""
     from argon2 import PasswordHasher
 
-    from engine import security
+    from engine.access import passwords
 
-    real = security._hasher
-    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    real = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
-    security._hasher = real
+    passwords._hasher = real
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +54,9 @@ def pg_migrated() -> str:
 
 
 def _reset_caches():
-    dossiers._VERSION_META.clear()
-    dossiers.invalidate_calendar()
+    from engine.dossiers import aggregate
+
+    aggregate.reset_caches()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -130,16 +133,16 @@ def vn(*args) -> datetime:
 @pytest.fixture
 def office(session) -> Office:
     """A commune office with one user per role, another commune, and the shipped procedures."""
-    admin.add_unit(session, "H40.1", "UBND xã Tân Lạc")
-    admin.add_unit(session, "H40.2", "UBND xã Mường Bi")
+    directory.add_unit(session, "H40.1", "UBND xã Tân Lạc")
+    directory.add_unit(session, "H40.2", "UBND xã Mường Bi")
     users = {}
     for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
-        users[role] = admin.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
+        users[role] = directory.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
     for role in ("admin", "designer", "manager"):
-        users[role] = admin.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
-    users["other_chuyen_vien"] = admin.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")]).id
-    users["other_mot_cua"] = admin.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")]).id
-    catalog.load_processes(session, ROOT / "processes")
+        users[role] = directory.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
+    users["other_chuyen_vien"] = directory.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")]).id
+    users["other_mot_cua"] = directory.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")]).id
+    catalog.load_processes(session, ROOT / "processes", actor_id=None)
     session.commit()
     return Office("H40.1", users)
 
@@ -162,16 +165,20 @@ APPLICANT = {"name": "Nguyễn Văn An", "id_number": "017090001234", "phone": "
 
 
 def receive(session, office, code="2.000720", at=None, channel="counter"):
-    return dossiers.receive_dossier(
+    """Receive a dossier at the office's desk; returns it as an ORM object of `session`."""
+    from engine.store.models import Dossier
+
+    record = dossiers.receive_dossier(
         session, actor_id=office["mot_cua"], procedure_code=code, channel=channel,
         applicant=APPLICANT, components=components_for(code), now=at or vn(2026, 11, 2, 9, 0),
     )
+    return session.get(Dossier, record.id)
 
 
 def open_task(session, dossier, role=None):
     from sqlalchemy import select
 
-    from engine.models import HumanTask
+    from engine.store.models import HumanTask
 
     stmt = select(HumanTask).where(HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None))
     if role:
@@ -195,3 +202,10 @@ def bearer(client, username: str, password: str = "matkhau-123") -> dict:
     response = client.post("/api/v1/auth/token", json={"username": username, "password": password})
     assert response.status_code == 200, response.get_json()
     return {"Authorization": f"Bearer {response.get_json()['token']}"}
+
+
+def as_orm(session, record):
+    """A dossier a use case returned (a Core record), as an ORM object of `session`."""
+    from engine.store.models import Dossier
+
+    return session.get(Dossier, record.id)

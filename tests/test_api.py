@@ -7,7 +7,7 @@ from conftest import APPLICANT, bearer, pdf
 from sqlalchemy import func, select
 
 from engine import clock
-from engine.models import Dossier, OutboxEvent
+from engine.store.models import Dossier, OutboxEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEM = "application/problem+json"

@@ -8,29 +8,29 @@ from sqlalchemy import func, select
 
 from engine import catalog
 from engine.errors import InvalidInput, ProcedureNotAccepting, VersionImmutable
-from engine.models import Procedure
+from engine.store.models import Procedure
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_scheduled_version_is_used_from_its_date_and_a_retired_one_no_more(session, office):
     xml = (ROOT / "processes/2.000720/v1.bpmn").read_text().replace('value="PT4H"', 'value="PT3H"')
-    v2, _ = catalog.create_version(session, "2.000720", xml, "v2")
-    catalog.publish(session, "2.000720", v2.number, date(2026, 12, 1))
+    v2, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml, notes="v2")
+    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=v2.number, effective_from=date(2026, 12, 1))
     assert receive(session, office, at=vn(2026, 11, 30, 9)).version.number == 1
     assert receive(session, office, at=vn(2026, 12, 1, 9)).version.number == 2
-    catalog.retire_version(session, "2.000720", 2)
+    catalog.retire_version(session, actor_id=None, procedure_code="2.000720", number=2)
     assert receive(session, office, at=vn(2026, 12, 2, 9)).version.number == 1
     with pytest.raises(VersionImmutable):
-        catalog.retire_version(session, "2.000720", 2)
+        catalog.retire_version(session, actor_id=None, procedure_code="2.000720", number=2)
     session.rollback()
-    catalog.retire_version(session, "2.000720", 1)
+    catalog.retire_version(session, actor_id=None, procedure_code="2.000720", number=1)
     with pytest.raises(ProcedureNotAccepting):
         receive(session, office, at=vn(2026, 12, 2, 10))
 
 
 def test_legal_basis_warnings_and_expiry(session, office):
-    catalog.update_legal_document(session, "168/2025/NĐ-CP", expires_on=date(2026, 12, 15))
+    catalog.update_legal_document(session, actor_id=None, number="168/2025/NĐ-CP", expires_on=date(2026, 12, 15))
     warnings = catalog.basis_warnings(session, date(2026, 11, 26))
     assert [(w["procedure"].code, w["days_left"], w["expired"]) for w in warnings] == [("2.000720", 19, False)]
     assert catalog.basis_warnings(session, date(2026, 12, 16))[0]["expired"] is True
@@ -38,7 +38,7 @@ def test_legal_basis_warnings_and_expiry(session, office):
         receive(session, office, at=vn(2026, 12, 15, 9))
     assert receive(session, office, at=vn(2026, 12, 14, 9)).code
     with pytest.raises(InvalidInput):
-        catalog.update_legal_document(session, "168/2025/NĐ-CP", expires_on=date(2020, 1, 1))
+        catalog.update_legal_document(session, actor_id=None, number="168/2025/NĐ-CP", expires_on=date(2020, 1, 1))
 
 
 def test_catalog_export_import_round_trip_and_all_or_nothing(session, office):
@@ -46,12 +46,12 @@ def test_catalog_export_import_round_trip_and_all_or_nothing(session, office):
     assert [p["code"] for p in exported] == ["1.001193", "1.009994", "2.000720"]
     assert exported[2]["versions"][0]["status"] == "published" and exported[2]["legal_bases"][1]["number"]
     changed = [dict(exported[0], name="Thủ tục đăng ký khai sinh (cập nhật)")]
-    assert catalog.import_catalog(session, changed) == ["1.001193"]
+    assert catalog.import_catalog(session, actor_id=None, data=changed) == ["1.001193"]
     assert catalog.get_procedure(session, "1.001193").name.endswith("(cập nhật)")
     before = session.scalar(select(func.count()).select_from(Procedure))
     bad = [dict(exported[1], code="1.555555"), dict(exported[1], code="9.x", level="quan")]
     with pytest.raises(InvalidInput) as err:
-        catalog.import_catalog(session, bad)
+        catalog.import_catalog(session, actor_id=None, data=bad)
     session.rollback()
     assert "9.x" in err.value.errors
     assert session.scalar(select(func.count()).select_from(Procedure)) == before
@@ -60,7 +60,7 @@ def test_catalog_export_import_round_trip_and_all_or_nothing(session, office):
 def test_version_diff_names_changed_added_and_removed_steps(session, office):
     xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
     xml = xml.replace('value="PT6H"', 'value="PT5H"').replace('name="Xem xét, trình ký"', 'name="Xem xét"')
-    v2, _ = catalog.create_version(session, "2.000720", xml)
+    v2, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml)
     diff = catalog.diff_versions(session, "2.000720", 1, v2.number)
     assert diff["added"] == [] and diff["removed"] == []
     assert v2.meta["legal_bases"] == ["59/2020/QH14", "168/2025/NĐ-CP"]

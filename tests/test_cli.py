@@ -3,7 +3,7 @@ from click.testing import CliRunner
 from conftest import ROOT
 from sqlalchemy import func, select
 
-from engine.models import ProcedureVersion, User
+from engine.store.models import ProcedureVersion, User
 from motcua.cli import main
 
 

@@ -5,8 +5,10 @@ import pytest
 from conftest import APPLICANT, components_for, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
-from engine import audit, catalog, dossiers, queries
-from engine.actors import load_actor
+from engine import catalog, dossiers
+from engine.access.actors import load_actor
+from engine.catalog import calendar
+from engine.dossiers import audit
 from engine.errors import (
     DossierClosed,
     DueDateAlreadyReset,
@@ -18,7 +20,9 @@ from engine.errors import (
     SupplementNotRequested,
     TaskNotReady,
 )
-from engine.models import (
+from engine.reporting import slip as form06
+from engine.reporting import views
+from engine.store.models import (
     AWAITING_SUPPLEMENT,
     PROCESSING,
     REFUSED,
@@ -34,7 +38,7 @@ from engine.models import (
 
 
 def inbox(session, user_id):
-    return queries.inbox(session, load_actor(session, user_id))
+    return views.inbox(session, load_actor(session, user_id))
 
 
 def snapshot(session, dossier_id):
@@ -299,7 +303,7 @@ def test_send_back_loops_to_appraisal_and_the_slip_records_both_rounds(session, 
     complete(session, office, d, "lanh_dao_phong", "return", note="Kiểm tra lại địa chỉ kinh doanh")
     assert open_task(session, d).role == "chuyen_vien"
     complete(session, office, d, "chuyen_vien")
-    slip = audit.control_slip(session, d)
+    slip = form06.control_slip(session, d.id)
     assert [r.role for r in slip] == ["mot_cua", "chuyen_vien", "lanh_dao_phong", "chuyen_vien", "lanh_dao_phong"]
     assert slip[2].decision == "return" and slip[2].note == "Kiểm tra lại địa chỉ kinh doanh"
 
@@ -320,8 +324,8 @@ def test_dossier_on_v1_keeps_running_on_v1_after_v2_is_published(session, office
     v1_id = d.version_id
     xml = (Path(__file__).resolve().parent.parent / "processes/2.000720/v1.bpmn").read_text()
     xml_v2 = xml.replace('value="P1D"', 'value="PT6H"').replace("Thẩm định hồ sơ đăng ký", "Thẩm định (v2)")
-    v2, _ = catalog.create_version(session, "2.000720", xml_v2, "v2: rút ngắn thẩm định")
-    catalog.publish_version(session, "2.000720", v2.number, date(2026, 11, 3))
+    v2, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml_v2, notes="v2: rút ngắn thẩm định")
+    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=v2.number, effective_from=date(2026, 11, 3))
     session.commit()
     complete(session, office, d, "chuyen_vien", when=vn(2026, 11, 3, 9, 0))
     session.refresh(d)
@@ -336,11 +340,10 @@ def test_dossier_on_v1_keeps_running_on_v1_after_v2_is_published(session, office
 
 
 def test_an_admin_calendar_override_moves_appointments_at_once(session, office):
-    from engine import admin
     assert receive(session, office, at=vn(2026, 11, 2, 9)).due_at == vn(2026, 11, 5, 17)
-    admin.set_calendar_day(session, date(2026, 11, 4), "holiday", "Nghỉ bù theo quyết định của tỉnh")
+    calendar.set_calendar_day(session, date(2026, 11, 4), "holiday", "Nghỉ bù theo quyết định của tỉnh")
     assert receive(session, office, at=vn(2026, 11, 2, 9, 5)).due_at == vn(2026, 11, 6, 17)
-    admin.set_calendar_day(session, date(2026, 11, 4), "clear")
+    calendar.set_calendar_day(session, date(2026, 11, 4), "clear")
     assert receive(session, office, at=vn(2026, 11, 2, 9, 10)).due_at == vn(2026, 11, 5, 17)
     with pytest.raises(InvalidInput):
-        admin.set_calendar_day(session, date(2026, 11, 4), "nghi")
+        calendar.set_calendar_day(session, date(2026, 11, 4), "nghi")

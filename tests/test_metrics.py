@@ -2,11 +2,13 @@
 from datetime import date
 
 import pytest
-from conftest import APPLICANT, components_for, open_task, pdf, receive, vn
+from conftest import APPLICANT, as_orm, components_for, open_task, pdf, receive, vn
 from sqlalchemy import select
 
-from engine import audit, clock, dossiers, metrics
-from engine.models import Dossier, HumanTask
+from engine import clock, dossiers
+from engine.reporting import counters as report_counters
+from engine.reporting import metrics
+from engine.store.models import Dossier, HumanTask
 
 ROLES = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 
@@ -37,8 +39,9 @@ def known(session, office):
     d2 = receive(session, office, at=mon(9, 5))  # finished exactly at its deadline, Thu 5/11 17:00
     advance(session, office, d2, [mon(9, 30), mon(10), mon(10, 30), mon(11), vn(2026, 11, 5, 17, 0)])
 
-    d3 = dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="online",
-                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 10))
+    d3 = as_orm(session, dossiers.receive_dossier(
+        session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="online",
+                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 10)))
     advance(session, office, d3, [mon(9, 30), vn(2026, 11, 3, 9)], {1: "request_supplement"})
     # Supplement on Friday afternoon: the clock restarts, over the weekend, to Wed 11/11 17:00.
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=d3.code, now=vn(2026, 11, 6, 16),
@@ -56,8 +59,8 @@ def known(session, office):
 
     d6 = receive(session, office, at=mon(9, 25))  # never touched: overdue at the end of the month, no apology
 
-    d7 = dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="post",
-                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 30))
+    d7 = as_orm(session, dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="post",
+                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 30)))
     advance(session, office, d7, [mon(10), vn(2026, 11, 3, 9)], {1: "refuse"})  # refused after appraisal
     return {"d1": d1, "d2": d2, "d3": d3, "d4": d4, "d5": d5, "d6": d6, "d7": d7}
 
@@ -92,7 +95,7 @@ def expected_i2(session, known) -> float:
     for d in finished:
         rows = session.scalars(select(HumanTask).where(HumanTask.dossier_id == d.id, HumanTask.cancelled.is_(False),
                                                        HumanTask.completed_at.is_not(None))).all()
-        total += min(rank[audit.classify(r.completed_at, r.due_at, clock.VN_TZ)] for r in rows)
+        total += min(rank[report_counters.classify(r.completed_at, r.due_at)] for r in rows)
     return round(total / len(finished), 2)
 
 
@@ -123,7 +126,7 @@ def test_breakdowns_trend_and_drill_down_match_the_totals(session, known):
 
 
 def test_weights_are_configuration(session, known):
-    from engine.models import Setting
+    from engine.store.models import Setting
     session.add(Setting(key="metrics_config", value={"qd766": {"tien_do": {"weight": 10, "label": "Tiến độ"}}}))
     session.commit()
     m = metrics.summary(session, date(2026, 11, 1), date(2026, 11, 30))
@@ -150,8 +153,8 @@ def test_every_drill_down_list_has_exactly_the_dossiers_its_figure_counts(sessio
 
 
 def test_counters_kept_with_each_change_equal_a_full_rebuild(session, known):
-    from engine import reportfacts
-    from engine.models import DailyCount
+    from engine.reporting import counters as report_counters
+    from engine.store.models import DailyCount
 
     def counters():
         session.rollback()
@@ -159,7 +162,7 @@ def test_counters_kept_with_each_change_equal_a_full_rebuild(session, known):
                                              DailyCount.name, DailyCount.n).where(DailyCount.n != 0)).all())
     incremental = counters()
     assert len(incremental) > 20
-    reportfacts.rebuild(session)
+    report_counters.rebuild(session)
     session.commit()
     assert counters() == incremental
 

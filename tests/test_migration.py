@@ -6,10 +6,12 @@ import pytest
 from conftest import open_task, receive, vn
 from sqlalchemy import select
 
-from engine import audit, catalog, dossiers
+from engine import catalog, dossiers
+from engine.dossiers import audit
+from engine.dossiers.migration import migrate_dossiers
 from engine.errors import NotAllowed
-from engine.migration import migrate_dossiers
-from engine.models import AuditEvent, Dossier
+from engine.reporting import slip as form06
+from engine.store.models import AuditEvent, Dossier
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +67,7 @@ def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(s
         step(session, office, fresh, vn(2026, 11, 3, hour))
     session.refresh(fresh)
     assert fresh.status == "result_ready" and fresh.version_id == version.id
-    slip = audit.control_slip(session, at_appraisal)
+    slip = form06.control_slip(session, at_appraisal.id)
     assert [r.role for r in slip] == ["mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"]
     assert audit.verify_chain(session, at_appraisal.id) is None
 
@@ -75,6 +77,7 @@ def v2_fixture(session, office):
     xml = (xml.replace('name="Xem xét, trình ký"', 'name="Xem xét hồ sơ, trình lãnh đạo ký"')
               .replace('value="PT6H"', 'value="PT5H"')
               .replace('decision == "refuse"', 'decision in ("refuse", "reject")'))
-    version, _ = catalog.create_version(session, "2.000720", xml, "v2")
-    catalog.publish(session, "2.000720", version.number, date(2026, 11, 1))
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml, notes="v2")
+    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=version.number,
+                            effective_from=date(2026, 11, 1))
     return version

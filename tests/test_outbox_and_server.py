@@ -13,8 +13,9 @@ import pytest
 from conftest import ROOT, receive
 from sqlalchemy import func, select
 
-from engine import dossiers, outbox
-from engine.models import OutboxEvent
+from engine import dossiers
+from engine.dossiers import outbox
+from engine.store.models import OutboxEvent
 
 
 class Receiver:

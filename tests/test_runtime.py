@@ -6,8 +6,9 @@ from importlib import metadata
 import pytest
 from bpmn_fixtures import Node, gateway_process, linear_with, loop_process
 
-from engine import bpmn_xml, clock, runtime
-from engine.workcal import WorkingCalendar
+from engine import clock
+from engine.workflow import bpmn_xml, runtime
+from engine.workflow.workcal import WorkingCalendar
 
 CAL = WorkingCalendar()
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # Monday 09:00 in Vietnam

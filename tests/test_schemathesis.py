@@ -21,8 +21,9 @@ def fuzz_app(sqlite_template, tmp_path_factory):
     behaviour behind it is tested on both in test_api.py)."""
     from sqlalchemy.orm import Session
 
-    from engine import admin, catalog
-    from engine.db import make_engine
+    from engine import catalog
+    from engine.access import directory
+    from engine.store.db import make_engine
     from webapp import create_app
 
     tmp = tmp_path_factory.mktemp("fuzz")
@@ -31,11 +32,11 @@ def fuzz_app(sqlite_template, tmp_path_factory):
     url = f"sqlite:///{path}"
     eng = make_engine(url)
     with Session(eng) as s:
-        admin.add_unit(s, "H40.1", "UBND xã Tân Lạc")
-        admin.add_user(s, "canbo", "matkhau-123", [("H40.1", r) for r in
+        directory.add_unit(s, "H40.1", "UBND xã Tân Lạc")
+        directory.add_user(s, "canbo", "matkhau-123", [("H40.1", r) for r in
                                                    ("mot_cua", "chuyen_vien", "admin", "designer", "manager")])
         from conftest import ROOT
-        catalog.load_processes(s, ROOT / "processes")
+        catalog.load_processes(s, ROOT / "processes", actor_id=None)
         s.commit()
     eng.dispose()
     import os

@@ -1,7 +1,7 @@
 """Passwords are stored as argon2id hashes and verified in constant time by argon2-cffi."""
 import pytest
 
-from engine.security import hash_password, verify_password
+from engine.access.passwords import hash_password, verify_password
 
 
 def test_password_hash_round_trip_and_rejection():

@@ -1,8 +1,10 @@
 """A dossier runs from reception to result through every role of the shipped process."""
 from conftest import open_task, receive, vn
 
-from engine import audit, dossiers
-from engine.models import PROCESSING, RECEIVED, RESULT_READY, RETURNED
+from engine import dossiers
+from engine.dossiers import audit
+from engine.reporting import slip as form06
+from engine.store.models import PROCESSING, RECEIVED, RESULT_READY, RETURNED
 
 
 def test_full_flow_to_returned(session, office):
@@ -26,7 +28,7 @@ def test_full_flow_to_returned(session, office):
     dossiers.return_result(session, actor_id=office["mot_cua"], dossier_code=d.code, now=t)
     session.refresh(d)
     assert d.status == RETURNED
-    slip = audit.control_slip(session, d)
+    slip = form06.control_slip(session, d.id)
     assert [r.role for r in slip] == [r for r, _ in steps]
     # Finished before the due time on the due day = on time; on an earlier day = early (form 06).
     assert [r.result for r in slip] == ["on_time", "early", "on_time", "early", "on_time"]

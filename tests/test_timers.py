@@ -7,12 +7,13 @@ from datetime import date, timedelta
 
 import pytest
 from bpmn_fixtures import Node, linear_with
-from conftest import APPLICANT, ROOT, open_task, pdf, receive, vn
+from conftest import APPLICANT, ROOT, as_orm, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
-from engine import catalog, dossiers, timers
+from engine import catalog, dossiers
+from engine.dossiers import timers
 from engine.errors import TaskNotReady
-from engine.models import AuditEvent, Dossier, HumanTask
+from engine.store.models import AuditEvent, Dossier, HumanTask
 
 
 def fresh(session):
@@ -22,23 +23,25 @@ def fresh(session):
 
 
 def timer_procedure(session, expression='"PT2H"'):
-    catalog.upsert_procedure(session, {
+    catalog.create_procedure(session, actor_id=None, data={
         "code": "1.999001", "name": "Thủ tục thử nghiệm có hẹn giờ", "field": "Thử nghiệm", "level": "xa",
         "statutory_days": 1, "online_level": "mot_phan",
         "components": [{"code": "DON", "name": "Đơn", "required": True}],
     })
     xml = linear_with([Node("Timer", "intermediateCatchEvent", "Chờ niêm yết", "Lane_mc", 2,
                             timer=("timeDuration", expression))])
-    version, _ = catalog.create_version(session, "1.999001", xml)
-    catalog.publish_version(session, "1.999001", version.number, date(2026, 1, 1))
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="1.999001", bpmn=xml)
+    catalog.publish_version(session, actor_id=None, procedure_code="1.999001", number=version.number,
+                            effective_from=date(2026, 1, 1))
     session.commit()
 
 
 def test_bpmn_timer_fires_exactly_once_at_its_time(session, factory, office):
     timer_procedure(session)
-    d = dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="1.999001", channel="counter",
+    d = as_orm(session, dossiers.receive_dossier(
+        session, actor_id=office["mot_cua"], procedure_code="1.999001", channel="counter",
                                  applicant=APPLICANT, components=[{"code": "DON", "filename": "d.pdf", "content": pdf()}],
-                                 now=vn(2026, 11, 2, 9, 0))
+                                 now=vn(2026, 11, 2, 9, 0)))
     task = open_task(session, d)
     dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=task.id, now=vn(2026, 11, 2, 9, 30))
     session.refresh(d)

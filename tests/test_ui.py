@@ -6,6 +6,7 @@ import pytest
 from conftest import APPLICANT, ROOT, open_task, pdf, receive
 
 from engine import dossiers
+from engine.errors import DossierClosed, NotFound
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_pages_need_login_and_forms_need_csrf(ui, office):
 def test_reception_names_missing_components_in_vietnamese_and_writes_nothing(ui, session, office):
     from sqlalchemy import func, select
 
-    from engine.models import Dossier
+    from engine.store.models import Dossier
     login(ui, "mot_cua1")
     token = csrf(ui, "/tiep-nhan?thu-tuc=1.009994")
     r = ui.post("/tiep-nhan", data={"thu-tuc": "1.009994", "csrf_token": token, "name": APPLICANT["name"],
@@ -117,14 +118,14 @@ def test_citizen_lookup_is_rate_limited(ui, app, session, office):
 
 def test_rating_only_after_the_result_and_once(session, office):
     d = receive(session, office)
-    with pytest.raises(dossiers.DossierClosed):
+    with pytest.raises(DossierClosed):
         dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="satisfied")
     session.rollback()
     for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
         dossiers.complete_task(session, actor_id=office[role], task_id=open_task(session, d).id,
                                data={"decision": "approve"})
     dossiers.return_result(session, actor_id=office["mot_cua"], dossier_code=d.code)
-    with pytest.raises(dossiers.NotFound):
+    with pytest.raises(NotFound):
         dossiers.rate_service(session, dossier_code=d.code, id_number="000000000", rating="satisfied")
     session.rollback()
     dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="satisfied")
@@ -198,8 +199,9 @@ def test_admin_migration_screen_dry_run_then_move(ui, session, office):
     from engine import catalog
     d = receive(session, office)
     xml = (ROOT / "processes/2.000720/v1.bpmn").read_text().replace('value="PT6H"', 'value="PT5H"')
-    version, _ = catalog.create_version(session, "2.000720", xml, "v2")
-    catalog.publish(session, "2.000720", version.number, date(2026, 1, 1))
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml, notes="v2")
+    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=version.number,
+                            effective_from=date(2026, 1, 1))
     admin = login(ui, "admin1")
     dry = admin.get(f"/quan-tri/thu-tuc/2.000720/chuyen-phien-ban/{version.number}").get_data(as_text=True)
     assert d.code in dry and "Chuyển được" in dry
@@ -209,5 +211,5 @@ def test_admin_migration_screen_dry_run_then_move(ui, session, office):
     assert "Đã chuyển" in done
     session.rollback()
     session.expire_all()
-    from engine.models import Dossier
+    from engine.store.models import Dossier
     assert session.get(Dossier, d.id).version_id == version.id

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from bpmn_fixtures import LANES, Flow, Node, Process, gateway_process, linear_with, render
 
-from engine import validation
-from engine.catalog import create_version
+from engine.catalog import submit_version
 from engine.errors import BpmnInvalid
+from engine.workflow import validation
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = {"mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"}
@@ -108,10 +108,10 @@ def test_camunda_properties_are_read_too():
 def test_create_version_refuses_an_invalid_bpmn_and_stores_nothing(session, office):
     from sqlalchemy import func, select
 
-    from engine.models import ProcedureVersion
+    from engine.store.models import ProcedureVersion
     before = session.scalar(select(func.count()).select_from(ProcedureVersion))
     with pytest.raises(BpmnInvalid) as err:
-        create_version(session, "2.000720", "<not-bpmn")
+        submit_version(session, actor_id=None, procedure_code="2.000720", bpmn="<not-bpmn")
     assert err.value.problems[0]["code"] == "xml_not_well_formed"
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ProcedureVersion)) == before
@@ -129,7 +129,7 @@ def test_every_miwg_file_gets_a_verdict_without_crashing():
 
 def test_every_problem_code_has_a_vietnamese_message():
     import re as _re
-    source = (ROOT / "engine" / "validation.py").read_text() + (ROOT / "engine" / "bpmn_xml.py").read_text()
+    source = (ROOT / "engine/workflow/validation.py").read_text() + (ROOT / "engine/workflow/bpmn_xml.py").read_text()
     codes = set(_re.findall(r'Problem\(ERROR, "([a-z_]+)"', source)) | set(_re.findall(r'UnsafeXml\("([a-z_]+)"', source))
     codes.add("durations_exceed_statutory")
     assert codes and codes <= set(validation.MESSAGES_VI)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.clock import VN_TZ
-from engine.workcal import InvalidDuration, WorkingCalendar, parse_duration
+from engine.workflow.workcal import InvalidDuration, WorkingCalendar, parse_duration
 
 CAL = WorkingCalendar()
 

@@ -10,7 +10,7 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from engine import config as engine_config
-from engine.db import make_engine, make_sessionmaker
+from engine.store.db import make_engine, make_sessionmaker
 
 from . import db, errors
 

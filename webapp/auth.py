@@ -5,8 +5,8 @@ import functools
 
 from flask import g, request, session
 
-from engine import tokens
-from engine.actors import Actor, load_actor
+from engine.access import tokens
+from engine.access.actors import Actor, load_actor
 from engine.errors import DomainError, NotAllowed
 
 from . import db

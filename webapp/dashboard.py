@@ -2,21 +2,21 @@
 drill-down to the dossiers behind every number, today's overdue lists, CSV/XLSX export."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, timedelta
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
-from engine import clock, metrics
-from engine.models import Procedure, Unit
+from engine import clock
+from engine.access import policy
+from engine.reporting import metrics
+from engine.store.models import Procedure, Unit
 
 from . import db, i18n
-from .ui import staff_required
+from .common import staff_required
+from .exports import table_response
 
 bp = Blueprint("dashboard", __name__)
-OVERSIGHT = ("manager", "admin", "lanh_dao")
 
 KIND_LABELS = {
     "received": "Tiếp nhận", "received_online": "Tiếp nhận trực tuyến", "received_counter": "Tiếp nhận trực tiếp",
@@ -39,19 +39,19 @@ COLUMNS = [("received", "Tiếp nhận", lambda f: f["received"]["total"]),
 
 
 def _scope(actor):
-    units = sorted({u for u, role in actor.grants if role in OVERSIGHT})
-    if not units:
-        abort(403)
+    """The unit whose figures are shown (?don-vi=, default the first the user oversees) and the units
+    offered: those where the user holds the reporting permission, each with the units below it."""
     s = db.session()
-    codes = [s.get(Unit, u).code for u in units]
+    allowed = policy.units_for(s, actor, "reports.view")
+    if not allowed:
+        abort(403)
+    units = dict(s.execute(select(Unit.id, Unit.code).where(Unit.id.in_(allowed))).all())
+    parents = dict(s.execute(select(Unit.id, Unit.parent_id).where(Unit.id.in_(allowed))).all())
+    codes = sorted(units[u] for u in allowed if parents[u] not in units)
     unit_code = request.args.get("don-vi") or codes[0]
-    if unit_code not in codes and not any(unit_code in _descendant_codes(s, c) for c in codes):
+    if unit_code not in units.values():
         abort(403)
     return unit_code, codes
-
-
-def _descendant_codes(s, code):
-    return set(s.scalars(select(Unit.code).where(Unit.id.in_(metrics.units_under(s, code)))))
 
 
 def _period():
@@ -141,29 +141,3 @@ def export(actor, fmt):
             [r["on_time_rate"], r["tt01"]["scaled_to_18"], r["tt01"]["rating"]] for r in rows]
     return table_response(fmt, f"bao-cao-{table}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}",
                           f"{i18n.d(start)} – {i18n.d(end)} · {unit_code}", header, data)
-
-
-def table_response(fmt: str, name: str, title: str, header: list, data: list[list]) -> Response:
-    """A table as CSV (UTF-8 with BOM, so Excel shows Vietnamese) or XLSX (title row, then header)."""
-    if fmt == "csv":
-        out = io.StringIO()
-        out.write("\ufeff")
-        writer = csv.writer(out)
-        writer.writerow(header)
-        writer.writerows(data)
-        return Response(out.getvalue(), mimetype="text/csv",
-                        headers={"Content-Disposition": f"attachment; filename={name}.csv"})
-    from openpyxl import Workbook
-
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "Báo cáo"
-    ws.append([f"{title} · cập nhật {i18n.dt(clock.now())}"])
-    ws.append(header)
-    for row in data:
-        ws.append(row)
-    buffer = io.BytesIO()
-    wb.save(buffer)
-    return Response(buffer.getvalue(), mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f"attachment; filename={name}.xlsx"})
-

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
 
-from engine import catalog, validation
+from engine import catalog
+from engine.access import policy
+from engine.catalog.calendar import load_calendar
 from engine.errors import BpmnInvalid, DomainError
-from engine.workcal import load_calendar
+from engine.workflow import validation
 
 from . import db
-from .ui import error_text, staff_required
+from .common import error_text, staff_required
 
 bp = Blueprint("designer", __name__, url_prefix="/thiet-ke")
 
 
 def require_designer(actor):
-    if not any(role in ("designer", "admin") for _, role in actor.grants):
-        abort(403)
+    policy.require(actor, "process.design")
 
 
 @bp.get("")
@@ -69,7 +70,8 @@ def save(actor, code):
     require_designer(actor)
     data = request.get_json(silent=True) or {}
     try:
-        version, problems = catalog.submit_version(db.session(), code, _bpmn_from_json(), str(data.get("notes", ""))[:4000])
+        version, problems = catalog.submit_version(db.session(), actor_id=actor.id, procedure_code=code,
+                                                   bpmn=_bpmn_from_json(), notes=str(data.get("notes", ""))[:4000])
     except BpmnInvalid as exc:
         db.session().rollback()
         return jsonify({"detail": "Quy trình chưa chạy được; sửa các lỗi được đánh dấu rồi lưu lại.",
@@ -86,7 +88,8 @@ def upload(actor, code):
         flash("Chọn tệp .bpmn cần tải lên.", "error")
         return redirect(url_for("designer.modeler", code=code))
     try:
-        version, _ = catalog.submit_version(db.session(), code, file.read(), request.form.get("notes", ""))
+        version, _ = catalog.submit_version(db.session(), actor_id=actor.id, procedure_code=code, bpmn=file.read(),
+                                            notes=request.form.get("notes", ""))
     except BpmnInvalid as exc:
         db.session().rollback()
         flash("Tệp chưa chạy được: " + "; ".join(f"{p['element_id'] or ''} {p['message_vi']}".strip()

@@ -6,7 +6,7 @@ Create Date: 2026-11-26 08:50:21.325936
 """
 from alembic import op
 import sqlalchemy as sa
-import engine.db
+import engine.store.db
 
 
 revision = '0005'

@@ -40,9 +40,9 @@ def upgrade() -> None:
     op.execute("UPDATE dossiers SET rating = (SELECT r.rating FROM service_ratings r WHERE r.dossier_id = dossiers.id)")
     from sqlalchemy.orm import Session
 
-    from engine import reportfacts
+    from engine.reporting import counters
 
-    reportfacts.rebuild(Session(bind=op.get_bind()))
+    counters.rebuild(Session(bind=op.get_bind()))
 
 
 def downgrade() -> None:

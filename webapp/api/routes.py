@@ -8,12 +8,16 @@ import json
 from datetime import datetime, time, timedelta
 
 from flask import current_app, jsonify, request
+from sqlalchemy import select
 
-from engine import catalog, clock, dossiers, metrics, queries, ratelimit, tokens, validation
-from engine.access import require_system_role, require_view_dossier
-from engine.errors import InvalidInput, NotFound, ProcedureNotAccepting
-from engine.files import FileRejected, sniff
-from engine.workcal import load_calendar
+from engine import catalog, clock, dossiers
+from engine.access import policy, ratelimit, tokens
+from engine.catalog.calendar import load_calendar
+from engine.errors import InvalidInput, NotFound
+from engine.reporting import metrics, views
+from engine.store.files import FileRejected, sniff
+from engine.store.models import Unit
+from engine.workflow import validation
 
 from .. import db
 from ..auth import login_required
@@ -89,16 +93,8 @@ def procedure_dump(proc) -> dict:
 
 @bp.get("/procedures")
 def list_procedures():
-    session = db.session()
-    today = clock.local(clock.now()).date()
-    out = []
-    for proc in catalog.list_procedures(session):
-        try:
-            catalog.version_in_force(session, proc, today)
-        except ProcedureNotAccepting:
-            continue
-        out.append(procedure_dump(proc))
-    return answer(s.ProcedureOut, out, many=True)
+    accepting = catalog.procedures_accepting(db.session(), clock.local(clock.now()).date())
+    return answer(s.ProcedureOut, [procedure_dump(proc) for proc, _ in accepting], many=True)
 
 
 @bp.get("/procedures/<code>")
@@ -109,28 +105,29 @@ def get_procedure(code):
 @bp.post("/procedures")
 @login_required
 def create_procedure(actor):
-    require_system_role(actor, "admin", "create a procedure")
+    policy.require(actor, "catalog.manage")
     data = body(s.ProcedureIn)
-    session = db.session()
-    proc = catalog.create_procedure(session, data)
+    proc = catalog.create_procedure(db.session(), actor_id=actor.id, data=data)
     return answer(s.ProcedureOut, procedure_dump(proc), 201)
 
 
 @bp.post("/procedures/<code>/versions")
 @login_required
 def create_version(actor, code):
-    require_system_role(actor, "designer", "submit a procedure version")
+    policy.require(actor, "process.design")
     data = body(s.VersionIn)
-    version, problems = catalog.submit_version(db.session(), code, data["bpmn"], data["notes"])
+    version, problems = catalog.submit_version(db.session(), actor_id=actor.id, procedure_code=code, bpmn=data["bpmn"],
+                                               notes=data["notes"])
     return answer(s.VersionCreated, {"number": version.number, "problems": problems}, 201)
 
 
 @bp.post("/procedures/<code>/versions/<int:number>/publish")
 @login_required
 def publish_version(actor, code, number):
-    require_system_role(actor, "admin", "publish a procedure version")
+    policy.require(actor, "catalog.manage")
     data = body(s.PublishIn)
-    version = catalog.publish(db.session(), code, number, data["effective_from"])
+    version = catalog.publish_version(db.session(), actor_id=actor.id, procedure_code=code, number=number,
+                                      effective_from=data["effective_from"])
     return answer(s.VersionOut, {"number": version.number, "status": version.status,
                                  "effective_from": version.effective_from, "notes": version.notes})
 
@@ -138,6 +135,7 @@ def publish_version(actor, code, number):
 @bp.post("/bpmn/validate")
 @login_required
 def validate_bpmn(actor):
+    policy.require(actor, "bpmn.validate")
     data = body(s.ValidateIn)
     session = db.session()
     result = validation.validate(data["bpmn"], None, catalog.known_roles(session), load_calendar(session))
@@ -169,22 +167,22 @@ def receive(actor):
 
 def visible_dossier(actor, code):
     session = db.session()
-    dossier = dossiers.get_dossier(session, code)
-    require_view_dossier(session, actor, dossier)
+    dossier = views.find_dossier(session, code)
+    policy.require_view(session, actor, dossier)
     return dossier
 
 
 @bp.get("/dossiers/<code>")
 @login_required
 def get_dossier(actor, code):
-    dossier = visible_dossier(actor, code)
-    return answer(s.DossierOut, queries.dossier_view(db.session(), dossier))
+    visible_dossier(actor, code)
+    return answer(s.DossierOut, views.dossier_view(db.session(), code))
 
 
 @bp.get("/tasks")
 @login_required
 def my_tasks(actor):
-    return answer(s.TaskOut, queries.inbox(db.session(), actor), many=True)
+    return answer(s.TaskOut, views.inbox(db.session(), actor), many=True)
 
 
 @bp.post("/tasks/<task_id>/complete")
@@ -214,7 +212,7 @@ def supplement(actor, code):
         dossier, replayed = dossiers.deliver_supplement_once(session, key=key, digest=request_digest(raw), **kwargs)
     else:
         dossier, replayed = dossiers.deliver_supplement(session, **kwargs), False
-    response = answer(s.DossierOut, queries.dossier_view(session, dossier))
+    response = answer(s.DossierOut, views.dossier_view(session, dossier.code))
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
@@ -261,7 +259,7 @@ def public_dossier(code):
                        headers={"Retry-After": str(reset)})
     query = s.PublicQuery().load(request.args.to_dict())
     try:
-        return answer(s.PublicDossier, queries.public_lookup(db.session(), code, query["id_number"]))
+        return answer(s.PublicDossier, views.public_lookup(db.session(), code, query["id_number"]))
     except NotFound:
         return problem(404, "not_found", "Không có hồ sơ nào được tìm thấy")
 
@@ -270,10 +268,21 @@ def public_dossier(code):
 @login_required
 def get_metrics(actor):
     query = s.MetricsQuery().load(request.args.to_dict())
-    if not any(role in ("manager", "admin") for _, role in actor.grants):
-        from engine.errors import NotAllowed
-
-        raise NotAllowed("metrics: requires the manager or admin role")
+    session = db.session()
+    allowed = policy.units_for(session, actor, "reports.view")
+    if not allowed:
+        policy.require(actor, "reports.view")
+    if query["unit"] is not None:
+        unit_id = session.scalar(select(Unit.id).where(Unit.code == query["unit"]))
+        if unit_id is None:
+            raise NotFound(f"no unit {query['unit']}")
+        policy.require(actor, "reports.view", unit_id, session=session)
+        unit_code = query["unit"]
+    else:  # the unit the caller oversees, with the units below it
+        tops = sorted(session.get(Unit, u).code for u in allowed if session.get(Unit, u).parent_id not in allowed)
+        if len(tops) != 1:
+            raise InvalidInput("you oversee several units: name one", errors={"unit": f"one of {', '.join(tops)}"})
+        unit_code = tops[0]
     today = clock.local(clock.now()).date()
     start_day = query["from_"] or today.replace(day=1)
     end_day = query["to"] or today
@@ -281,7 +290,7 @@ def get_metrics(actor):
         raise InvalidInput("'to' is before 'from'", errors={"to": "must not be before from"})
     start = datetime.combine(start_day, time.min, tzinfo=clock.VN_TZ)
     end = datetime.combine(end_day + timedelta(days=1), time.min, tzinfo=clock.VN_TZ)
-    figures = metrics.summary(db.session(), start, end, query["unit"], query["procedure"], query["field"])
+    figures = metrics.summary(session, start, end, unit_code, query["procedure"], query["field"])
     return answer(s.MetricsOut, figures)
 
 

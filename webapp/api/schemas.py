@@ -6,7 +6,7 @@ from datetime import date, datetime, timezone
 from marshmallow import Schema, fields, validate
 
 from engine.clock import VN_TZ
-from engine.models import CHANNELS, LEVELS, ONLINE_LEVELS
+from engine.store.models import CHANNELS, LEVELS, ONLINE_LEVELS
 
 STATUSES = ("received", "processing", "awaiting_supplement", "result_ready", "returned", "refused", "withdrawn")
 

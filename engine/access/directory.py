@@ -1,0 +1,50 @@
+"""The directory: units, users and their role grants (administration use cases; each commits)."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.access.passwords import hash_password
+from engine.errors import Conflict, InvalidInput, NotFound
+from engine.store.models import Role, RoleGrant, Unit, User
+
+UNIT_CODE_RE = re.compile(r"^[A-Za-z0-9.]{2,32}$")
+
+
+def add_unit(session: Session, code: str, name: str, parent_code: str | None = None) -> Unit:
+    if not UNIT_CODE_RE.match(code or ""):
+        raise InvalidInput("unit code: 2-32 letters, digits or dots", errors={"code": code})
+    if session.scalar(select(Unit).where(Unit.code == code)):
+        raise Conflict(f"unit {code} already exists")
+    parent = None
+    if parent_code:
+        parent = session.scalar(select(Unit).where(Unit.code == parent_code))
+        if parent is None:
+            raise NotFound(f"no unit {parent_code}")
+    unit = Unit(code=code, name=name.strip(), parent_id=parent.id if parent else None)
+    session.add(unit)
+    session.commit()
+    return unit
+
+
+def add_user(session: Session, username: str, password: str, grants: list[tuple[str, str]], full_name: str = "") -> User:
+    """grants: (unit code, role code) pairs."""
+    if session.scalar(select(User).where(User.username == username)):
+        raise Conflict(f"user {username} already exists")
+    try:
+        password_hash = hash_password(password)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), errors={"password": str(exc)}) from None
+    user = User(username=username, full_name=full_name or username, password_hash=password_hash)
+    for unit_code, role in grants:
+        unit = session.scalar(select(Unit).where(Unit.code == unit_code))
+        if unit is None:
+            raise NotFound(f"no unit {unit_code}")
+        if session.get(Role, role) is None:
+            raise NotFound(f"no role {role}")
+        user.grants.append(RoleGrant(unit_id=unit.id, role=role))
+    session.add(user)
+    session.commit()
+    return user

@@ -1,0 +1,168 @@
+"""Who may do what, and where: the one table of permissions. Every use case asks `require`; the
+web layer and the templates only ask `can` / `units_for` to decide what to show.
+
+A rule grants a permission to holders of some roles within a scope:
+- OWN: a role held in the unit the thing belongs to (the dossier's unit, the receiving desk);
+- OVERSIGHT: a role held in that unit or in any unit above it (a province's managers see its communes);
+- ANYWHERE: a role held in any unit (catalog and process administration are not per unit);
+- TASK: the task's own role in the task's own unit — and, once assigned, only its assignee.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.access.actors import Actor
+from engine.errors import NotAllowed, NotFound
+from engine.store.models import Unit
+
+OWN, OVERSIGHT, ANYWHERE, TASK = "own", "oversight", "anywhere", "task"
+ANY_ROLE = None
+
+MOT_CUA, CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO, VAN_THU = "mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"
+ADMIN, DESIGNER, MANAGER = "admin", "designer", "manager"
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: tuple[str, ...] | None  # None: any role
+    scope: str
+
+
+# permission → the rules that grant it (any one suffices)
+POLICY: dict[str, tuple[Rule, ...]] = {
+    # dossiers: the one-stop desk, the steps of the process, the agency's leader
+    "dossier.receive": (Rule((MOT_CUA,), OWN),),
+    "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT)),
+    "task.complete": (Rule(ANY_ROLE, TASK),),
+    "supplement.deliver": (Rule((MOT_CUA,), OWN),),
+    "apology.issue": (Rule((MOT_CUA, LANH_DAO), OWN),),
+    "dossier.refuse": (Rule((LANH_DAO,), OWN),),
+    "dossier.withdraw": (Rule((MOT_CUA,), OWN),),
+    "result.return": (Rule((MOT_CUA,), OWN),),
+    "register.view": (Rule(ANY_ROLE, OWN),),
+    # oversight
+    "reports.view": (Rule((MANAGER, ADMIN, LANH_DAO), OVERSIGHT),),
+    # administration
+    "dossier.migrate": (Rule((ADMIN,), ANYWHERE),),
+    "catalog.manage": (Rule((ADMIN,), ANYWHERE),),
+    "process.design": (Rule((DESIGNER, ADMIN), ANYWHERE),),
+    "bpmn.validate": (Rule(ANY_ROLE, ANYWHERE),),
+}
+
+_ACTIONS = {  # what the refusal says was attempted
+    "dossier.receive": "receive a dossier", "dossier.view": "see this dossier", "task.complete": "complete this step",
+    "supplement.deliver": "record a supplement", "apology.issue": "issue an apology", "dossier.refuse": "refuse a dossier",
+    "dossier.withdraw": "record a withdrawal", "result.return": "hand over the result", "register.view": "see the register",
+    "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers", "catalog.manage": "manage the catalog",
+    "process.design": "design processes", "bpmn.validate": "validate BPMN",
+}
+
+
+# --- the unit tree (cached; a unit never moves, a new one is picked up on first sight) -------------
+_PARENTS: dict[int, int | None] = {}
+
+
+def _parents(session: Session, unit_id: int) -> dict[int, int | None]:
+    if unit_id not in _PARENTS:
+        _PARENTS.clear()
+        _PARENTS.update((u, p) for u, p in session.execute(select(Unit.id, Unit.parent_id)))
+    return _PARENTS
+
+
+def unit_chain(session: Session, unit_id: int) -> list[int]:
+    """The unit and its ancestors, nearest first."""
+    parents = _parents(session, unit_id)
+    chain, current = [], unit_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = parents.get(current)
+    return chain
+
+
+def units_under(session: Session, unit_id: int) -> list[int]:
+    """The unit and every unit below it."""
+    parents = _parents(session, unit_id)
+    return [u for u in parents if unit_id in unit_chain(session, u)]
+
+
+def forget_units() -> None:
+    _PARENTS.clear()
+
+
+# --- questions -----------------------------------------------------------------------------------
+def _role_ok(rule: Rule, role: str) -> bool:
+    return rule.roles is None or role in rule.roles
+
+
+def can(actor: Actor | None, permission: str, unit_id: int | None = None, *, session: Session | None = None,
+        task=None) -> bool:
+    """May `actor` do `permission` on a thing of `unit_id` (or on `task`, for TASK rules)?"""
+    if actor is None:
+        return False
+    for rule in POLICY[permission]:
+        if rule.scope == ANYWHERE:
+            if any(_role_ok(rule, role) for _, role in actor.grants):
+                return True
+        elif rule.scope == TASK:
+            if task is not None and actor.holds(task.role, task.unit_id) and \
+                    (task.assignee_id is None or task.assignee_id == actor.id):
+                return True
+        elif unit_id is None:
+            continue
+        elif rule.scope == OWN:
+            if any(unit == unit_id and _role_ok(rule, role) for unit, role in actor.grants):
+                return True
+        elif rule.scope == OVERSIGHT:
+            chain = set(unit_chain(session, unit_id)) if session is not None else {unit_id}
+            if any(unit in chain and _role_ok(rule, role) for unit, role in actor.grants):
+                return True
+    return False
+
+
+def require(actor: Actor | None, permission: str, unit_id: int | None = None, *, session: Session | None = None,
+            task=None) -> None:
+    if not can(actor, permission, unit_id, session=session, task=task):
+        raise NotAllowed(_refusal(actor, permission, task))
+
+
+def _refusal(actor, permission: str, task) -> str:
+    if permission == "task.complete" and task is not None:
+        if actor is not None and task.assignee_id is not None and actor.holds(task.role, task.unit_id):
+            return f"step '{task.name}' is assigned to another user"
+        return f"complete step '{task.name}': requires role {task.role} in the step's unit"
+    roles = sorted({r for rule in POLICY[permission] if rule.roles for r in rule.roles})
+    where = {OWN: "in the unit", OVERSIGHT: "in the unit or above it", ANYWHERE: ""}
+    scope = next((where.get(rule.scope, "") for rule in POLICY[permission]), "")
+    return f"{_ACTIONS[permission]}: requires role {' or '.join(roles) or 'any'} {scope}".strip()
+
+
+def require_view(session: Session, actor: Actor | None, dossier) -> None:
+    """A dossier the actor may not see answers like a missing one: its code's existence is not revealed."""
+    if not can(actor, "dossier.view", dossier.unit_id, session=session):
+        raise NotFound(f"no dossier {dossier.code}")
+
+
+def units_for(session: Session, actor: Actor | None, permission: str) -> list[int]:
+    """Every unit where `actor` holds `permission` through an OWN or OVERSIGHT rule, sorted."""
+    if actor is None:
+        return []
+    out: set[int] = set()
+    for rule in POLICY[permission]:
+        held = {unit for unit, role in actor.grants if _role_ok(rule, role)}
+        if rule.scope == OWN:
+            out |= held
+        elif rule.scope == OVERSIGHT:
+            for unit in held:
+                out.update(units_under(session, unit))
+    return sorted(out)
+
+
+def can_somewhere(actor: Actor | None, permission: str) -> bool:
+    """Whether any grant of `actor` could give `permission` (for menus: show the way in)."""
+    if actor is None:
+        return False
+    return any(rule.scope in (ANYWHERE, OWN, OVERSIGHT) and any(_role_ok(rule, role) for _, role in actor.grants)
+               for rule in POLICY[permission]) or (permission == "task.complete" and bool(actor.grants))

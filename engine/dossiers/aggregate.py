@@ -1,0 +1,217 @@
+"""Persistence of the dossier aggregate — the dossier row with its workflow state, its inbox rows
+(human tasks) and its parts (files, the supplement request, the apology, the rating). The only
+module that reads a dossier for change or writes one; SQLAlchemy Core on the session's connection
+throughout (no ORM identity map to keep in step), one statement per step.
+
+Locking: `lock` takes `SELECT … FOR UPDATE` on PostgreSQL; on SQLite the write transaction's
+BEGIN IMMEDIATE (see engine.store.db) already serialises writers. `save` also checks the row's
+version column, so a write that somehow bypassed the lock would be refused, never lost.
+"""
+from __future__ import annotations
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from engine.access import policy
+from engine.catalog import calendar as calendar_mod
+from engine.errors import Conflict, NotFound
+from engine.store.models import (
+    Apology,
+    DailySequence,
+    Dossier,
+    DossierFile,
+    HumanTask,
+    IdempotencyKey,
+    ProcedureVersion,
+    ProcessSpec,
+    ServiceRating,
+    SupplementRequest,
+)
+from engine.store.upsert import upsert
+
+DOSSIERS = Dossier.__table__
+TASKS = HumanTask.__table__
+PARTS = {m.__name__: m.__table__ for m in (Apology, DossierFile, IdempotencyKey, ServiceRating, SupplementRequest)}
+
+
+class Record:
+    """A row read or written with Core: columns as attributes, `changes()` since it was read."""
+
+    def __init__(self, mapping):
+        self.__dict__.update(mapping)
+        self.__dict__["_read"] = dict(mapping)
+
+    def changes(self) -> dict:
+        read = self._read
+        return {k: v for k, v in self.__dict__.items() if k in read and read[k] != v}
+
+    def values(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_read"}
+
+    def __repr__(self) -> str:
+        return f"Record({', '.join(f'{k}={v!r}' for k, v in self.values().items() if k != 'workflow_state')})"
+
+
+# --- the dossier row -----------------------------------------------------------------------------
+def lock(session: Session, *, code: str | None = None, dossier_id: int | None = None,
+         task_id: str | None = None) -> Record:
+    """The dossier, locked for this transaction: by its code, its id, or the id of one of its tasks."""
+    if code is not None:
+        where, missing = DOSSIERS.c.code == code, f"no dossier {code}"
+    elif task_id is not None:
+        owner = select(TASKS.c.dossier_id).where(TASKS.c.id == task_id).scalar_subquery()
+        where, missing = DOSSIERS.c.id == owner, f"no task {task_id}"
+    else:
+        where, missing = DOSSIERS.c.id == dossier_id, f"no dossier #{dossier_id}"
+    row = session.connection().execute(select(DOSSIERS).where(where).with_for_update()).one_or_none()
+    if row is None:
+        raise NotFound(missing)
+    return Record(row._mapping)
+
+
+def claim(session: Session, *conditions, order_by, limit: int, exclude: set[int] = frozenset()) -> list[Record]:
+    """Up to `limit` dossiers matching `conditions`, locked, skipping those another worker holds
+    (`FOR UPDATE SKIP LOCKED`): the timer sweep's way to share work between processes."""
+    stmt = select(DOSSIERS).where(*conditions)
+    if exclude:
+        stmt = stmt.where(DOSSIERS.c.id.not_in(sorted(exclude)))
+    rows = session.connection().execute(stmt.order_by(order_by).limit(limit).with_for_update(skip_locked=True))
+    return [Record(r._mapping) for r in rows]
+
+
+def insert_dossier(session: Session, values: dict) -> Record:
+    row = session.connection().execute(insert(DOSSIERS).values(**values).returning(*DOSSIERS.c)).one()
+    return Record(row._mapping)
+
+
+def save(session: Session, dossier: Record) -> None:
+    """Write what changed on the locked dossier, bumping its version."""
+    changes = dossier.changes()
+    if not changes:
+        return
+    result = session.connection().execute(
+        update(DOSSIERS).where(DOSSIERS.c.id == dossier.id, DOSSIERS.c.lock_version == dossier.lock_version)
+        .values(**changes, lock_version=dossier.lock_version + 1))
+    if result.rowcount != 1:  # cannot happen under the row lock; refuse rather than overwrite
+        raise Conflict(f"dossier {dossier.code} was changed concurrently; try again")
+    dossier.lock_version += 1
+    dossier.__dict__["_read"] = dossier.values()
+
+
+def next_sequence(session: Session, unit_code: str, day) -> int:
+    """Atomic per-agency daily counter for receipt codes."""
+    return upsert(session, DailySequence, keys=[DailySequence.unit_code, DailySequence.day],
+                  values={"unit_code": unit_code, "day": day, "value": 1},
+                  set_={"value": DailySequence.value + 1}, returning=DailySequence.value)
+
+
+# --- inbox rows ----------------------------------------------------------------------------------
+def open_tasks(session: Session, dossier_id: int) -> dict[str, Record]:
+    rows = session.connection().execute(
+        select(TASKS).where(TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_(None)))
+    return {r.id: Record(r._mapping) for r in rows}
+
+
+def insert_tasks(session: Session, tasks: list[Record]) -> None:
+    if tasks:
+        session.connection().execute(insert(TASKS), [t.values() for t in tasks])
+
+
+def save_task(session: Session, task: Record) -> None:
+    changes = task.changes()
+    if changes:
+        session.connection().execute(update(TASKS).where(TASKS.c.id == task.id).values(**changes))
+        task.__dict__["_read"] = task.values()
+
+
+def cancel_tasks(session: Session, dossier_id: int, now, task_ids: list[str] | None = None) -> None:
+    """Close open tasks without a decision (all of the dossier's, or those named)."""
+    stmt = update(TASKS).where(TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_(None))
+    if task_ids is not None:
+        if not task_ids:
+            return
+        stmt = stmt.where(TASKS.c.id.in_(task_ids))
+    session.connection().execute(stmt.values(completed_at=now, cancelled=True))
+
+
+def late_open_tasks(session: Session, dossier_id: int, now) -> list[Record]:
+    rows = session.connection().execute(select(TASKS).where(
+        TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_(None), TASKS.c.late.is_(False), TASKS.c.due_at < now))
+    return [Record(r._mapping) for r in rows]
+
+
+def dossiers_with_late_tasks(now):
+    """A condition on dossiers: some open task is past its deadline and not yet flagged."""
+    return DOSSIERS.c.id.in_(select(TASKS.c.dossier_id).where(
+        TASKS.c.completed_at.is_(None), TASKS.c.late.is_(False), TASKS.c.due_at < now))
+
+
+def completed_step_deadlines(session: Session, dossier_id: int) -> list[tuple]:
+    """(completed_at, due_at) of every step done with a decision."""
+    return session.connection().execute(select(TASKS.c.completed_at, TASKS.c.due_at).where(
+        TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_not(None), TASKS.c.cancelled.is_(False))).all()
+
+
+# --- parts ---------------------------------------------------------------------------------------
+def insert_part(session: Session, model, values: dict) -> Record:
+    table = PARTS[model.__name__]
+    row = session.connection().execute(insert(table).values(**values).returning(*table.c)).one()
+    return Record(row._mapping)
+
+
+def insert_parts(session: Session, model, rows: list[dict]) -> None:
+    if rows:
+        session.connection().execute(insert(PARTS[model.__name__]), rows)
+
+
+def part(session: Session, model, dossier_id: int) -> Record | None:
+    """The dossier's one row of `model` (supplement request, apology, rating), if any."""
+    table = PARTS[model.__name__]
+    row = session.connection().execute(select(table).where(table.c.dossier_id == dossier_id)).one_or_none()
+    return Record(row._mapping) if row is not None else None
+
+
+def count_parts(session: Session, model, dossier_id: int) -> int:
+    table = PARTS[model.__name__]
+    return session.connection().execute(
+        select(func.count()).select_from(table).where(table.c.dossier_id == dossier_id)).scalar_one()
+
+
+def save_part(session: Session, model, record: Record) -> None:
+    changes = record.changes()
+    if changes:
+        table = PARTS[model.__name__]
+        session.connection().execute(update(table).where(table.c.id == record.id).values(**changes))
+        record.__dict__["_read"] = record.values()
+
+
+# --- immutable things, cached per process --------------------------------------------------------
+_VERSION_META: dict[int, tuple[dict, str]] = {}
+
+
+def version_meta(session: Session, version_id: int) -> tuple[dict, str]:
+    """A version's metadata and spec hash; published versions never change, so they are cached."""
+    cached = _VERSION_META.get(version_id)
+    if cached is None:
+        meta, spec_hash, status = session.connection().execute(
+            select(ProcedureVersion.meta, ProcedureVersion.spec_hash, ProcedureVersion.status)
+            .where(ProcedureVersion.id == version_id)).one()
+        cached = (meta, spec_hash)
+        if status == "published":
+            _VERSION_META[version_id] = cached
+    return cached
+
+
+def spec_loader(session: Session):
+    """Reads a serialized spec by hash (the runtime caches parsed specs itself)."""
+    def load(spec_hash: str) -> str:
+        return session.connection().execute(
+            select(ProcessSpec.spec_json).where(ProcessSpec.hash == spec_hash)).scalar_one()
+    return load
+
+
+def reset_caches() -> None:
+    """Forget every per-process cache (tests that rebuild the database between cases)."""
+    _VERSION_META.clear()
+    calendar_mod.invalidate_calendar()
+    policy.forget_units()

@@ -1,0 +1,287 @@
+"""The unit of work of every dossier use case.
+
+    with dossier_change(session, actor_id=..., permission="dossier.refuse", code=code, now=now) as change:
+        ...check and act on change.dossier, change.instance(), change.audit(...), change.emit(...)
+
+On entry: the use case's own write transaction begins, the actor is loaded, the dossier is locked and
+the actor's permission is checked against the policy (a dossier the actor may not even see answers
+like a missing one). On a normal exit, in this order and always: the report counters take the
+difference the change made to the dossier's reported facts; the audit events are written (one
+INSERT); the outbox gets the events the use case emitted — or `status_changed` when the status
+moved and it emitted none; the dossier row is saved under its version guard; one commit. On any
+exception nothing is written: the transaction is rolled back and the error goes to the caller (a
+unique-constraint clash becomes the use case's declared `on_duplicate` error, if it declared one).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.access import policy
+from engine.access.actors import Actor, load_actor
+from engine.catalog.calendar import working_calendar
+from engine.dossiers import aggregate, audit, outbox
+from engine.dossiers.aggregate import Record
+from engine.errors import DomainError, InvalidInput, NotAllowed, TaskNotReady, WorkflowError
+from engine.reporting import counters
+from engine.store.db import begin_write
+from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, WITHDRAWN, Apology, IdempotencyKey, Unit
+from engine.workflow import runtime
+from engine.workflow.workcal import WorkingCalendar
+
+
+class DossierChange:
+    """One use case's change to one dossier: the locked record, lazily its process instance, open
+    tasks, calendar and version metadata, and what to write when the change closes."""
+
+    def __init__(self, session: Session, actor: Actor | None, now: datetime, dossier: Record | None = None,
+                 unit_id: int | None = None):
+        self.session, self.actor, self.now = session, actor, now
+        self.dossier = dossier
+        self.unit_id = unit_id if dossier is None else dossier.unit_id
+        self.task: Record | None = None
+        self.on_duplicate: DomainError | None = None
+        self._facts = counters.facts_of(dossier) if dossier is not None else Counter()
+        self._status = dossier.status if dossier is not None else None
+        self._events: list[dict] = []
+        self._emitted: list[str] = []
+        self._open: dict[str, Record] | None = None
+        self._instance: runtime.Instance | None = None
+
+    # --- what the use case reads -----------------------------------------------------------------
+    @property
+    def calendar(self) -> WorkingCalendar:
+        return working_calendar(self.session)
+
+    @property
+    def meta(self) -> dict:
+        return aggregate.version_meta(self.session, self.dossier.version_id)[0]
+
+    @property
+    def open_tasks(self) -> dict[str, Record]:
+        if self._open is None:
+            self._open = aggregate.open_tasks(self.session, self.dossier.id)
+        return self._open
+
+    def instance(self) -> runtime.Instance:
+        if self._instance is None:
+            _, spec_hash = aggregate.version_meta(self.session, self.dossier.version_id)
+            self._instance = runtime.Instance.load(self.dossier.workflow_state, spec_hash,
+                                                   aggregate.spec_loader(self.session), self.calendar)
+        return self._instance
+
+    def part(self, model) -> Record | None:
+        return aggregate.part(self.session, model, self.dossier.id)
+
+    def has_part(self, model) -> bool:
+        return aggregate.count_parts(self.session, model, self.dossier.id) > 0
+
+    # --- what the use case does ------------------------------------------------------------------
+    def create(self, values: dict, instance: runtime.Instance) -> Record:
+        """Insert the new dossier this change receives, running `instance`."""
+        self.dossier = aggregate.insert_dossier(self.session, values)
+        self._open, self._instance = {}, instance
+        return self.dossier
+
+    def audit(self, kind: str, step: str | None = None, **data) -> None:
+        self._events.append(audit.chain(self.dossier, kind, self.now, self.actor, step, **data))
+
+    def emit(self, kind: str) -> None:
+        """Queue an event for the national portal (written with the change)."""
+        self._emitted.append(kind)
+
+    def add(self, model, **values) -> Record:
+        return aggregate.insert_part(self.session, model, {"dossier_id": self.dossier.id, **values})
+
+    def add_many(self, model, rows: list[dict]) -> None:
+        aggregate.insert_parts(self.session, model, [{"dossier_id": self.dossier.id, **r} for r in rows])
+
+    def remember_request(self, operation: str, idempotency: tuple[str, str] | None) -> None:
+        """Record the Idempotency-Key (key, request digest) this change answers, in its transaction."""
+        if idempotency is not None:
+            aggregate.insert_part(self.session, IdempotencyKey, {
+                "user_id": self.actor.id, "key": idempotency[0], "operation": operation,
+                "request_sha256": idempotency[1], "dossier_code": self.dossier.code, "created_at": self.now})
+
+    def save_part(self, model, record: Record) -> None:
+        aggregate.save_part(self.session, model, record)
+
+    def complete_task(self, task: Record, **values) -> None:
+        for key, value in values.items():
+            setattr(task, key, value)
+        aggregate.save_task(self.session, task)
+        self.open_tasks.pop(task.id, None)
+
+    def flag_late_steps(self) -> list[Record]:
+        late = aggregate.late_open_tasks(self.session, self.dossier.id, self.now)
+        for task in late:
+            task.late = True
+            aggregate.save_task(self.session, task)
+        return late
+
+    def run(self, action, failure: str) -> None:
+        """Advance the process instance with `action(instance)` at the change's time."""
+        try:
+            with clock.frozen(self.now):
+                action(self.instance())
+        except runtime.NotWaiting:
+            raise TaskNotReady("this step is not open in the process") from None
+        except runtime.ProcessFailed as exc:
+            raise WorkflowError(f"{failure}: {exc}") from None
+
+    def sync(self, *, refused: bool = False, deadlines: dict[str, tuple[datetime, datetime]] | None = None) -> list[Record]:
+        """Bring the inbox rows, the next timer, the status and the stored state in line with the
+        instance. `deadlines`: start and due times to keep for steps by spec name (a migration keeps
+        each step's deadline as it was). Returns the tasks it opened."""
+        d, inst, cal, meta = self.dossier, self.instance(), self.calendar, self.meta
+        open_rows = self.open_tasks
+        ready = inst.ready_user_tasks()
+        start = max(self.now, d.handed_on_at)
+        created = []
+        for info in ready:
+            if info.id in open_rows:
+                continue
+            step = meta["steps"].get(info.spec_name, {})
+            started, due = (deadlines or {}).get(info.spec_name) or \
+                (start, cal.add_duration(start, step.get("duration") or "PT0H"))
+            task = Record({
+                "id": info.id, "dossier_id": d.id, "unit_id": d.unit_id, "role": step.get("role") or "",
+                "spec_name": info.spec_name, "name": step.get("name") or info.name,
+                "decisions": step.get("decisions") or ["approve"], "started_at": started, "due_at": due,
+                "note": "", "late": False, "cancelled": False,
+            })
+            created.append(task)
+            self.audit("task_started", step=info.spec_name, task_id=info.id, name=task.name, role=task.role,
+                       started_at=started.isoformat(), due_at=due.isoformat())
+        aggregate.insert_tasks(self.session, created)
+        ready_ids = {i.id for i in ready}
+        gone = [task_id for task_id in open_rows if task_id not in ready_ids]
+        aggregate.cancel_tasks(self.session, d.id, self.now, gone)
+        self._open = {**{k: v for k, v in open_rows.items() if k in ready_ids}, **{t.id: t for t in created}}
+        d.timer_due_at = inst.next_timer_due()
+        if inst.completed and d.status in OPEN_STATUSES:
+            self.finish(REFUSED if refused else RESULT_READY)
+            self.audit("finished", outcome=d.status, on_time=self.now <= d.due_at)
+        d.workflow_state = inst.dump()
+        return created
+
+    def cancel_open_tasks(self) -> None:
+        aggregate.cancel_tasks(self.session, self.dossier.id, self.now)
+        self._open = {}
+        self.dossier.timer_due_at = None
+
+    def finish(self, status: str) -> None:
+        """Close the dossier and record, once, the facts the reports aggregate."""
+        d, now = self.dossier, self.now
+        d.status, d.finished_at = status, now
+        d.finished_on = clock.local(now).date()
+        if status == WITHDRAWN:
+            return
+        due = d.due_at
+        if d.apologized:
+            # An apology moves the appointment but the dossier still counts against the one it missed.
+            apology = self.part(Apology)
+            due = apology.previous_due_at if apology is not None else due
+        d.finish_result = counters.classify(now, due)
+        d.steps_result = counters.worst([counters.classify(done, step_due) for done, step_due
+                                         in aggregate.completed_step_deadlines(self.session, d.id)])
+
+    # --- closing ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Write what the change did (counters, audit, outbox, the dossier row). No commit."""
+        d = self.dossier
+        if d is None:
+            raise RuntimeError("a dossier change closed without a dossier")
+        counters.apply(self.session, self._facts, d)
+        audit.write(self.session, self._events)
+        kinds = self._emitted or (["status_changed"] if d.status != self._status else [])
+        for kind in kinds:
+            outbox.record(self.session, d, kind, self.now)
+        aggregate.save(self.session, d)
+        self._events, self._emitted = [], []
+        self._facts, self._status = counters.facts_of(d), d.status
+
+
+@contextmanager
+def _transaction(session: Session, change_holder: list):
+    try:
+        yield
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        duplicate = change_holder[0].on_duplicate if change_holder else None
+        if duplicate is not None:
+            raise duplicate from None
+        raise
+    except BaseException:
+        session.rollback()
+        raise
+
+
+@contextmanager
+def dossier_change(session: Session, *, actor_id: int | None, permission: str | None, code: str | None = None,
+                   task_id: str | None = None, dossier_id: int | None = None, now: datetime | None = None):
+    """Lock one existing dossier (by code, task id or id) and authorize `permission` on it; write and
+    commit on exit. `permission=None` is for changes made by the system or by a citizen who proved
+    who they are (the use case checks that itself)."""
+    now = now or clock.now()
+    begin_write(session)
+    holder: list[DossierChange] = []
+    with _transaction(session, holder):
+        actor = load_actor(session, actor_id) if actor_id is not None else None
+        dossier = aggregate.lock(session, code=code, task_id=task_id, dossier_id=dossier_id)
+        change = DossierChange(session, actor, now, dossier)
+        holder.append(change)
+        if permission == "task.complete":
+            change.task = change.open_tasks.get(task_id)
+            if change.task is None:
+                raise TaskNotReady("this step was already completed by someone else or is no longer open")
+            policy.require(actor, permission, task=change.task)
+        elif permission is not None and not policy.can(actor, permission, dossier.unit_id, session=session):
+            policy.require_view(session, actor, dossier)  # one the actor may not see is "not found"
+            policy.require(actor, permission, dossier.unit_id, session=session)
+        yield change
+        change.close()
+
+
+@contextmanager
+def new_dossier(session: Session, *, actor_id: int, unit_code: str | None = None, now: datetime | None = None):
+    """Authorize receiving a dossier at the actor's desk (`unit_code` when they work at several);
+    the use case then calls `change.create(...)`. Writes and commits on exit like `dossier_change`."""
+    now = now or clock.now()
+    begin_write(session)
+    holder: list[DossierChange] = []
+    with _transaction(session, holder):
+        actor = load_actor(session, actor_id)
+        desks = policy.units_for(session, actor, "dossier.receive")
+        if unit_code is not None:
+            unit_id = session.connection().execute(
+                Unit.__table__.select().with_only_columns(Unit.id).where(Unit.code == unit_code)).scalar()
+            if unit_id is None or unit_id not in desks:
+                raise NotAllowed(f"receive a dossier: requires role mot_cua in unit {unit_code}")
+        elif len(desks) == 1:
+            unit_id = desks[0]
+        elif not desks:
+            raise NotAllowed("receive a dossier: requires role mot_cua in the unit")
+        else:
+            raise InvalidInput("you work at several desks: name the receiving unit", errors={"unit_code": "required"})
+        policy.require(actor, "dossier.receive", unit_id, session=session)
+        change = DossierChange(session, actor, now, unit_id=unit_id)
+        holder.append(change)
+        yield change
+        change.close()
+
+
+@contextmanager
+def claimed_change(session: Session, dossier: Record, now: datetime):
+    """A change by the system to a dossier the timer sweep has claimed (locked) in its own
+    transaction: written inside a savepoint, so one dossier's failure leaves the batch's others."""
+    change = DossierChange(session, None, now, dossier)
+    with session.begin_nested():
+        yield change
+        change.close()

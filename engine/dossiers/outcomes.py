@@ -1,0 +1,132 @@
+"""How a dossier ends, or is late: the apology with a new appointment (form 04), refusal by the
+agency's leader (form 03), withdrawal at the applicant's request (form 05), handing over the result,
+and the citizen's one rating of the service."""
+from __future__ import annotations
+
+import hmac
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.dossiers.aggregate import Record
+from engine.dossiers.change import dossier_change
+from engine.errors import Conflict, DossierClosed, DueDateAlreadyReset, InvalidInput, NotFound
+from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, RETURNED, WITHDRAWN, Apology, ServiceRating
+
+RATINGS = ("very_satisfied", "satisfied", "not_satisfied")
+
+
+class AlreadyRated(Conflict):
+    code = "already_rated"
+
+
+def _reason(reason: str | None) -> str:
+    reason = str(reason or "").strip()
+    if not reason:
+        raise InvalidInput("a reason is required", errors={"reason": "required"})
+    return reason
+
+
+def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason: str, new_due_at: datetime | date,
+                  now: datetime | None = None) -> Record:
+    """Form 04: apology with a new appointment — a time, or a day (then at the end of its office
+    hours). The due date may be reset only once (L12)."""
+    with dossier_change(session, actor_id=actor_id, permission="apology.issue", code=dossier_code, now=now) as change:
+        dossier, now, cal = change.dossier, change.now, change.calendar
+        if dossier.status not in OPEN_STATUSES:
+            raise DossierClosed(f"dossier {dossier.code} is {dossier.status}; no apology can be issued")
+        if change.has_part(Apology):
+            raise DueDateAlreadyReset("the appointment was already reset once with an apology; it cannot be reset again")
+        reason = _reason(reason)
+        if not isinstance(new_due_at, datetime):
+            day = new_due_at
+            if not cal.is_working_day(day):
+                raise InvalidInput("the new appointment must fall on a working day", errors={"new_due_at": "not a working day"})
+            new_due_at = cal.end_of_working_day(day)
+        new_due_at = clock.aware(new_due_at)
+        if not cal.is_working_day(clock.local(new_due_at).date()):
+            raise InvalidInput("the new appointment must fall on a working day", errors={"new_due_at": "not a working day"})
+        if new_due_at <= dossier.due_at:
+            raise InvalidInput("the new appointment must be later than the current one",
+                               errors={"new_due_at": f"after {clock.local(dossier.due_at):%H:%M %d/%m/%Y}"})
+        # No later than 1 (working) day before the due date; later ones are recorded but count as late.
+        day_before = clock.local(dossier.due_at).date() - timedelta(days=1)
+        while not cal.is_working_day(day_before):
+            day_before -= timedelta(days=1)
+        late = now > cal.end_of_working_day(day_before)
+        change.on_duplicate = DueDateAlreadyReset("the appointment was already reset once with an apology")
+        apology = change.add(Apology, issued_at=now, issued_by_id=change.actor.id, reason=reason,
+                             previous_due_at=dossier.due_at, new_due_at=new_due_at, late=late)
+        change.audit("apology_issued", reason=reason, previous_due_at=dossier.due_at.isoformat(),
+                     new_due_at=new_due_at.isoformat(), late=late)
+        dossier.due_at = new_due_at
+        dossier.apologized = True
+        dossier.late_without_apology = False
+        dossier.overdue = now > new_due_at
+        change.emit("appointment_changed")
+    return apology
+
+
+def refuse_dossier(session: Session, *, actor_id: int, dossier_code: str, reason: str,
+                   now: datetime | None = None) -> Record:
+    """Form 03 after appraisal, by the agency's leader: ends the process with reasons (L11)."""
+    with dossier_change(session, actor_id=actor_id, permission="dossier.refuse", code=dossier_code, now=now) as change:
+        dossier = change.dossier
+        if dossier.status not in OPEN_STATUSES:
+            raise DossierClosed(f"dossier {dossier.code} is {dossier.status}; it cannot be refused")
+        reason = _reason(reason)
+        change.cancel_open_tasks()
+        change.finish(REFUSED)
+        dossier.refusal_reason = reason
+        change.audit("refused", reason=reason, within_time=change.now <= dossier.due_at)
+    return dossier
+
+
+def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reason: str = "",
+                     now: datetime | None = None) -> Record:
+    """Form 05: the applicant withdraws before any decision was issued (L14)."""
+    with dossier_change(session, actor_id=actor_id, permission="dossier.withdraw", code=dossier_code, now=now) as change:
+        dossier = change.dossier
+        if dossier.status not in OPEN_STATUSES:
+            raise DossierClosed(f"dossier {dossier.code} is {dossier.status}: a decision was already issued")
+        change.cancel_open_tasks()
+        change.finish(WITHDRAWN)
+        change.audit("withdrawn", reason=str(reason or "").strip())
+    return dossier
+
+
+def return_result(session: Session, *, actor_id: int, dossier_code: str, note: str = "",
+                  now: datetime | None = None) -> Record:
+    """The one-stop desk hands the result to the applicant."""
+    with dossier_change(session, actor_id=actor_id, permission="result.return", code=dossier_code, now=now) as change:
+        dossier = change.dossier
+        if dossier.status != RESULT_READY:
+            raise DossierClosed(f"dossier {dossier.code} is {dossier.status}; only a finished result can be handed over")
+        dossier.status, dossier.returned_at = RETURNED, change.now
+        change.audit("result_returned", note=str(note or "").strip(),
+                     on_time=(dossier.finished_at or change.now) <= dossier.due_at)
+    return dossier
+
+
+def rate_service(session: Session, *, dossier_code: str, id_number: str, rating: str, comment: str = "",
+                 now: datetime | None = None) -> Record:
+    """The citizen rates the service once, after the result was handed over (NĐ 61 Đ29). The citizen
+    proves who they are with the applicant's ID number; a mismatch answers like a missing dossier."""
+    try:
+        with dossier_change(session, actor_id=None, permission=None, code=dossier_code, now=now) as change:
+            dossier = change.dossier
+            if not hmac.compare_digest(dossier.applicant_id_number.encode(), (id_number or "").encode()):
+                raise NotFound("Không có hồ sơ nào được tìm thấy")
+            if rating not in RATINGS:
+                raise InvalidInput("choose a rating", errors={"rating": f"one of {', '.join(RATINGS)}"})
+            if dossier.status != RETURNED:
+                raise DossierClosed("the service can be rated once the result has been handed over")
+            if change.has_part(ServiceRating):
+                raise AlreadyRated("this dossier has already been rated")
+            change.on_duplicate = AlreadyRated("this dossier has already been rated")
+            row = change.add(ServiceRating, rating=rating, comment=str(comment or "").strip()[:2000], created_at=change.now)
+            dossier.rating = rating
+    except NotFound:
+        raise NotFound("Không có hồ sơ nào được tìm thấy") from None
+    return row

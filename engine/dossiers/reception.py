@@ -1,0 +1,172 @@
+"""Reception (form 01): a dossier is received at the one-stop desk, its components stored, its
+process started and its appointment set — at most once per Idempotency-Key."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine import clock
+from engine.catalog import procedures as catalog
+from engine.dossiers import aggregate
+from engine.dossiers.aggregate import Record
+from engine.dossiers.change import DossierChange, new_dossier
+from engine.errors import Conflict, InvalidInput, MissingComponents, NotFound, WorkflowError
+from engine.store import files
+from engine.store.models import CHANNELS, RECEIVED, DossierFile, IdempotencyKey, Unit
+from engine.text import fold
+from engine.workflow import runtime
+
+ID_NUMBER_RE = re.compile(r"^[0-9A-Za-z\-]{6,20}$")
+PAPER_CUTOFF = time(15, 0)
+
+
+class IdempotencyMismatch(Conflict):
+    code = "idempotency_key_reused"
+
+
+def validate_components(meta_components: list[dict], given: list[dict], *, require_all: bool) -> list[dict]:
+    known = {c["code"]: c for c in meta_components}
+    errors: dict[str, str] = {}
+    clean: list[dict] = []
+    for i, comp in enumerate(given or []):
+        code = str(comp.get("code", "")).strip()
+        content = comp.get("content")
+        filename = str(comp.get("filename", "")).strip()
+        if code not in known:
+            # The law forbids asking for documents the procedure does not list (NĐ 61 Đ5(1)(đ)).
+            errors[f"components.{i}.code"] = f"'{code}' is not a component of this procedure"
+        elif not isinstance(content, (bytes, bytearray)) or not content:
+            errors[f"components.{i}.content"] = f"file for {code} is empty"
+        elif len(content) > files.MAX_FILE_BYTES:
+            errors[f"components.{i}.content"] = f"file for {code} is larger than {files.MAX_FILE_BYTES // 1048576} MB"
+        elif not filename or "/" in filename or "\\" in filename or len(filename) > 255:
+            errors[f"components.{i}.filename"] = "a plain file name is required"
+        else:
+            clean.append({"code": code, "filename": filename, "content": bytes(content),
+                          "content_type": str(comp.get("content_type") or "application/octet-stream")})
+    if errors:
+        raise InvalidInput("some components are not valid", errors=errors)
+    if require_all:
+        present = {c["code"] for c in clean}
+        missing = [c for c in meta_components if c["required"] and c["code"] not in present]
+        if missing:
+            raise MissingComponents(
+                "required components are missing: " + "; ".join(f"{c['code']} ({c['name']})" for c in missing),
+                errors={f"components.{c['code']}": f"missing required component: {c['name']}" for c in missing},
+            )
+    return clean
+
+
+def store_files(change: DossierChange, comps: list[dict], purpose: str) -> list[dict]:
+    """Store the files (content-addressed, outside the database) and add their rows to the dossier;
+    returns what the audit event records of each."""
+    rows = []
+    for comp in comps:
+        stored = files.store(comp["content"])
+        rows.append({"component_code": comp["code"], "filename": comp["filename"], "content_type": comp["content_type"],
+                     "size": stored.size, "sha256": stored.sha256, "storage_key": stored.storage_key,
+                     "purpose": purpose, "uploaded_at": change.now})
+    change.add_many(DossierFile, rows)
+    return [{"code": r["component_code"], "sha256": r["sha256"]} for r in rows]
+
+
+def _applicant(applicant: dict | None) -> dict:
+    applicant = applicant or {}
+    errors = {}
+    name = str(applicant.get("name", "")).strip()
+    id_number = str(applicant.get("id_number", "")).strip()
+    if not name:
+        errors["applicant.name"] = "required"
+    if not ID_NUMBER_RE.match(id_number):
+        errors["applicant.id_number"] = "an ID number (CCCD/số định danh or tax code) of 6-20 letters or digits"
+    if errors:
+        raise InvalidInput("applicant details are not valid", errors=errors)
+    return {k: str(applicant.get(k, "") or "").strip() for k in ("name", "id_number", "phone", "email", "address")}
+
+
+def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, channel: str, applicant: dict,
+                    components: list[dict], unit_code: str | None = None, now: datetime | None = None,
+                    idempotency: tuple[str, str] | None = None) -> Record:
+    """Receive a dossier (form 01) at the actor's desk. `idempotency`: (key, request digest) recorded
+    in the same transaction, see `receive_dossier_once`. Returns the dossier as written."""
+    with new_dossier(session, actor_id=actor_id, unit_code=unit_code, now=now) as change:
+        now = change.now
+        if channel not in CHANNELS:
+            raise InvalidInput("unknown channel", errors={"channel": f"one of {', '.join(CHANNELS)}"})
+        applicant = _applicant(applicant)
+        proc = catalog.get_procedure(session, procedure_code)
+        local_now = clock.local(now)
+        version = catalog.version_in_force(session, proc, local_now.date())
+        meta, spec_hash = aggregate.version_meta(session, version.id)
+        comps = validate_components(meta["components"], components, require_all=True)
+
+        cal = change.calendar
+        unit_code = session.execute(select(Unit.code).where(Unit.id == change.unit_id)).scalar_one()
+        code = f"{unit_code}-{local_now:%y%m%d}-{aggregate.next_sequence(session, unit_code, local_now.date()):04d}"
+        due = cal.appointment(now, meta["statutory_days"], PAPER_CUTOFF)
+        try:
+            with clock.frozen(now):
+                instance = runtime.Instance.start(spec_hash, aggregate.spec_loader(session), cal,
+                                                  {"procedure_code": proc.code, "channel": channel})
+        except runtime.ProcessFailed as exc:
+            raise WorkflowError(f"the process of {proc.code} failed to start: {exc}") from None
+        change.create({
+            "code": code, "procedure_id": proc.id, "version_id": version.id, "unit_id": change.unit_id,
+            "channel": channel, "applicant": applicant, "applicant_id_number": applicant["id_number"],
+            "status": RECEIVED, "received_at": now, "received_by_id": change.actor.id,
+            "handed_on_at": cal.align_forward(now) if channel == "online" else cal.handover_time(now, PAPER_CUTOFF),
+            "due_at": due, "original_due_at": due, "received_on": local_now.date(), "digitised": bool(comps),
+            "serializer_version": runtime.SERIALIZER_VERSION, "workflow_state": "",
+            "search_text": fold(" ".join([code, applicant["name"], applicant["phone"], applicant["id_number"]])),
+        }, instance)
+        stored = store_files(change, comps, "reception")
+        change.audit("received", procedure=proc.code, version=version.number, channel=channel, due_at=due.isoformat(),
+                     files=stored)
+        change.sync()
+        change.emit("received")
+        change.remember_request("receive_dossier", idempotency)
+    return change.dossier
+
+
+# --- at most once per key ------------------------------------------------------------------------
+def get_dossier(session: Session, code: str) -> Record:
+    row = session.connection().execute(select(aggregate.DOSSIERS).where(aggregate.DOSSIERS.c.code == code)).one_or_none()
+    if row is None:
+        raise NotFound(f"no dossier {code}")
+    return Record(row._mapping)
+
+
+def _prior(session: Session, actor_id: int, key: str, operation: str, digest: str) -> Record | None:
+    prior = session.execute(select(IdempotencyKey.operation, IdempotencyKey.request_sha256, IdempotencyKey.dossier_code)
+                            .where(IdempotencyKey.user_id == actor_id, IdempotencyKey.key == key)).one_or_none()
+    if prior is None:
+        return None
+    if prior.operation != operation or prior.request_sha256 != digest:
+        raise IdempotencyMismatch("this Idempotency-Key was already used for a different request")
+    return get_dossier(session, prior.dossier_code)
+
+
+def run_once(session: Session, actor_id: int, key: str, digest: str, operation: str, run) -> tuple[Record, bool]:
+    """Run a use case at most once per (user, key): a retry returns the first result, replayed=True."""
+    prior = _prior(session, actor_id, key, operation, digest)
+    session.rollback()
+    if prior is not None:
+        return prior, True
+    try:
+        return run((key, digest)), False
+    except IntegrityError:
+        # A concurrent request with the same key won the race; answer with its result.
+        prior = _prior(session, actor_id, key, operation, digest)
+        session.rollback()
+        if prior is None:
+            raise
+        return prior, True
+
+
+def receive_dossier_once(session: Session, *, key: str, digest: str, **kwargs) -> tuple[Record, bool]:
+    return run_once(session, kwargs["actor_id"], key, digest, "receive_dossier",
+                    lambda idem: receive_dossier(session, idempotency=idem, **kwargs))

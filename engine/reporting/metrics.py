@@ -1,0 +1,349 @@
+"""Service-quality figures: QĐ 766/QĐ-TTg groups and the TT 01/2018 Đ13-15 indices, computed by SQL
+aggregation over indexed reporting columns (never by loading dossiers into Python).
+
+Definitions (docs/metrics.md explains each with its legal source):
+- received in a period: `received_on` (local day) in [start, end];
+- finished: result issued (`result_ready`, `returned`, `refused`) with `finished_on` in the period,
+  judged early / on time / late by `finish_result` (against the due date before any apology);
+- in progress at the end of the period: received by then and not finished by then.
+Weights, targets and rating bands are data (setting `metrics_config`), since parts of QĐ 766 are
+unverified (LEGAL.md).
+"""
+from __future__ import annotations
+
+import copy
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from engine.clock import VN_TZ
+from engine.store.models import (
+    OPEN_STATUSES,
+    REFUSED,
+    RESULT_READY,
+    RETURNED,
+    WITHDRAWN,
+    Apology,
+    DailyCount,
+    Dossier,
+    Procedure,
+    Setting,
+    Unit,
+)
+
+FINISHED = (RESULT_READY, RETURNED, REFUSED)
+DEFAULT_CONFIG = {
+    "qd766": {
+        "cong_khai": {"weight": 18, "label": "Công khai, minh bạch"},
+        "tien_do": {"weight": 20, "label": "Tiến độ, kết quả giải quyết"},
+        "so_hoa": {"weight": 22, "label": "Số hóa hồ sơ"},
+        "truc_tuyen": {"weight": 22, "label": "Cung cấp dịch vụ trực tuyến", "target_online_share": 0.5},
+        "hai_long": {"weight": 18, "label": "Mức độ hài lòng"},
+    },
+    "tt01": {
+        "bands": [[15, "Xuất sắc"], [12, "Tốt"], [9, "Khá"], [6, "Trung bình"], [0, "Yếu"]],
+        "online_share_high": 0.30, "online_share_low": 0.15, "online_procedures_share": 0.20,
+        "complaint_ratings": ["not_satisfied"],
+    },
+}
+
+
+def config(session: Session) -> dict:
+    stored = session.get(Setting, "metrics_config")
+    cfg = copy.deepcopy(DEFAULT_CONFIG)
+    if stored is not None:
+        for key in ("qd766", "tt01"):
+            cfg[key].update(stored.value.get(key, {}))
+    return cfg
+
+
+def units_under(session: Session, unit_code: str) -> list[int]:
+    """The unit and every unit below it (one query for the whole tree)."""
+    root = session.scalar(select(Unit.id).where(Unit.code == unit_code))
+    if root is None:
+        return []
+    children: dict[int | None, list[int]] = {}
+    for unit_id, parent_id in session.execute(select(Unit.id, Unit.parent_id)):
+        children.setdefault(parent_id, []).append(unit_id)
+    found, stack = [], [root]
+    while stack:
+        unit = stack.pop()
+        found.append(unit)
+        stack.extend(children.get(unit, []))
+    return found
+
+
+def _scope(session, unit_code, procedure_code, field=None) -> tuple[list[int] | None, list[int] | None]:
+    """(unit ids, procedure ids) a report covers — a unit with everything below it, a procedure or a
+    field of procedures; None means all."""
+    unit_ids = (units_under(session, unit_code) or [-1]) if unit_code else None
+    procedure_ids = None
+    if procedure_code or field:
+        stmt = select(Procedure.id)
+        stmt = stmt.where(Procedure.code == procedure_code) if procedure_code else stmt
+        stmt = stmt.where(Procedure.field == field) if field else stmt
+        procedure_ids = list(session.scalars(stmt)) or [-1]
+    return unit_ids, procedure_ids
+
+
+def _filters(session, unit_code, procedure_code, field=None) -> list:
+    """The same scope as row conditions on dossiers."""
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code, field)
+    return [*_in(Dossier.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids)]
+
+
+def _count(cond):
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+GOOD_RATINGS = ("very_satisfied", "satisfied")
+
+
+def _conditions(start: date, end: date):
+    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
+    received = Dossier.received_on.between(start, end)
+    finished = and_(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED))
+    in_progress = and_(Dossier.received_on <= end, or_(Dossier.finished_on.is_(None), Dossier.finished_on > end),
+                       Dossier.status != WITHDRAWN)
+    return {
+        "received": received,
+        "received_online": and_(received, Dossier.channel == "online"),
+        "received_counter": and_(received, Dossier.channel == "counter"),
+        "received_post": and_(received, Dossier.channel == "post"),
+        "finished": finished,
+        "finished_early": and_(finished, Dossier.finish_result == "early"),
+        "finished_on_time": and_(finished, Dossier.finish_result == "on_time"),
+        "finished_late": and_(finished, Dossier.finish_result == "late"),
+        "finished_late_apologized": and_(finished, Dossier.finish_result == "late", Dossier.apologized.is_(True)),
+        "in_progress": in_progress,
+        "in_progress_overdue": and_(in_progress, Dossier.due_at < end_at),
+        "withdrawn": and_(Dossier.finished_on.between(start, end), Dossier.status == WITHDRAWN),
+        "overdue_without_apology": and_(in_progress, Dossier.due_at < end_at, Dossier.apologized.is_(False)),
+        "supplemented": and_(received, Dossier.supplemented.is_(True)),
+        "digitised": and_(received, Dossier.digitised.is_(True)),
+    }
+
+
+# The row-level condition behind each figure: the drill-down lists use them, and a test checks every
+# figure computed from the daily counters against its list.
+KINDS = tuple(_conditions(date.today(), date.today()))
+
+
+def _relevant(start: date, end: date):
+    """Rows that can count in the period at all, so the planner can use the day indexes."""
+    return and_(Dossier.received_on <= end, or_(Dossier.finished_on.is_(None), Dossier.finished_on >= start,
+                                                Dossier.received_on >= start))
+
+
+def _period(start: datetime | date, end: datetime | date) -> tuple[date, date]:
+    """Accept local days or the API's [start, end) datetimes."""
+    if isinstance(start, datetime):
+        start = start.astimezone(VN_TZ).date()
+    if isinstance(end, datetime):
+        end = (end.astimezone(VN_TZ) - timedelta(microseconds=1)).date()
+    return start, end
+
+
+def _figures(session: Session, start: date, end: date, filters: tuple, cfg: dict, group_by: str | None = None) -> dict:
+    """{group key (or None): {figure: count}}.
+
+    Flows (received, finished, their verdicts and TT 01 points) are sums of the daily counters kept
+    with each change (engine.reportfacts); the work in progress at the end of the period is counted
+    live from the dossiers that were open then, which the day indexes find directly."""
+    unit_ids, procedure_ids = filters
+    out: dict = {}
+    grp = {"unit": DailyCount.unit_id, "procedure": DailyCount.procedure_id}.get(group_by)
+    flows = select(*([grp] if grp is not None else []), DailyCount.name, func.sum(DailyCount.n)).where(
+        DailyCount.day.between(start, end), *_in(DailyCount.unit_id, unit_ids), *_in(DailyCount.procedure_id, procedure_ids))
+    flows = flows.group_by(*([grp] if grp is not None else []), DailyCount.name)
+    complaints = set(cfg["tt01"]["complaint_ratings"])
+    for row in session.execute(flows):
+        key, name, n = (row[0], row[1], row[2]) if grp is not None else (None, row[0], row[1])
+        m = out.setdefault(key, _zero_counts())
+        if name.startswith("rated_"):
+            m["ratings"] += n
+            m["ratings_good"] += n if name[6:] in GOOD_RATINGS else 0
+        elif name.startswith("points_rated_"):
+            m["tt01_i7"] += 0 if name[13:] in complaints else n
+        elif name in m:
+            m[name] += n
+    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
+    dgrp = {"unit": Dossier.unit_id, "procedure": Dossier.procedure_id}.get(group_by)
+    overdue = Dossier.due_at < end_at
+    # Open at the end of the period: not finished at all (the partial index ix_dossiers_open), or
+    # finished only after it (a range on ix_dossiers_finished_on) — two index-driven queries.
+    for unfinished in (Dossier.finished_on.is_(None), Dossier.finished_on > end):
+        live = select(*([dgrp] if dgrp is not None else []), func.count(), _count(overdue),
+                      _count(and_(overdue, Dossier.apologized.is_(False)))).where(
+            unfinished, Dossier.received_on <= end, Dossier.status != WITHDRAWN,
+            *_in(Dossier.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids))
+        if dgrp is not None:
+            live = live.group_by(dgrp)
+        for row in session.execute(live):
+            key, total, late, late_no_apology = (row[0], *row[1:]) if dgrp is not None else (None, *row)
+            m = out.setdefault(key, _zero_counts())
+            m["in_progress"] += total
+            m["in_progress_overdue"] += late
+            m["overdue_without_apology"] += late_no_apology
+    return out
+
+
+def _in(column, ids):
+    return [column.in_(ids)] if ids is not None else []
+
+
+FIGURES = ("received", "received_online", "received_counter", "received_post", "finished", "finished_early",
+           "finished_on_time", "finished_late", "finished_late_apologized", "in_progress", "in_progress_overdue",
+           "withdrawn", "overdue_without_apology", "supplemented", "ratings", "ratings_good", "digitised",
+           "tt01_i1", "tt01_i2", "tt01_i2_n", "tt01_i3", "tt01_i4", "tt01_i7")
+
+
+def _zero_counts() -> dict:
+    return dict.fromkeys(FIGURES, 0)
+
+
+def _derive(m: dict, cfg: dict, procedure_share: float | None) -> dict:
+    finished = m["finished"]
+    on_time = m["finished_early"] + m["finished_on_time"]
+    received = m["received"]
+    online_share = m["received_online"] / received if received else None
+    # TT 01/2018 Đ13-15: per-dossier indices averaged over finished dossiers; unit index 9 from shares.
+    tt = {}
+    if finished:
+        tt["i1"] = round(m["tt01_i1"] / finished, 2)
+        if m["tt01_i2_n"]:
+            tt["i2"] = round(m["tt01_i2"] / m["tt01_i2_n"], 2)
+        tt["i3"] = round(m["tt01_i3"] / finished, 2)
+        tt["i4"] = round(m["tt01_i4"] / finished, 2)
+        tt["i7"] = round(m["tt01_i7"] / finished, 2)
+    if online_share is not None and procedure_share is not None:
+        t = cfg["tt01"]
+        if online_share >= t["online_share_high"] and procedure_share >= t["online_procedures_share"] \
+                and m["finished_late"] == 0:
+            tt["i9"] = 2
+        elif online_share >= t["online_share_low"]:
+            tt["i9"] = 1
+        else:
+            tt["i9"] = 0
+    total = round(sum(tt.values()), 1)
+    available = 2 * len(tt)
+    scaled = round(total / available * 18, 1) if available else None
+    band = next((label for floor, label in cfg["tt01"]["bands"] if scaled is not None and scaled >= floor), None)
+    # QĐ 766 groups with data in this system; groups without data are reported as None.
+    q = cfg["qd766"]
+    groups = {
+        "cong_khai": None,
+        "tien_do": round(q["tien_do"]["weight"] * on_time / finished, 2) if finished else None,
+        "so_hoa": round(q["so_hoa"]["weight"] * m["digitised"] / received, 2) if received else None,
+        "truc_tuyen": round(q["truc_tuyen"]["weight"] * min(1.0, online_share / q["truc_tuyen"]["target_online_share"]), 2)
+        if online_share is not None else None,
+        "hai_long": round(q["hai_long"]["weight"] * m["ratings_good"] / m["ratings"], 2) if m["ratings"] else None,
+    }
+    scored = {k: v for k, v in groups.items() if v is not None}
+    return {
+        "received": {"total": received, "online": m["received_online"], "counter": m["received_counter"],
+                     "post": m["received_post"]},
+        "finished": {"total": finished, "early": m["finished_early"], "on_time": m["finished_on_time"],
+                     "late": m["finished_late"], "late_with_apology": m["finished_late_apologized"]},
+        "in_progress": {"total": m["in_progress"], "in_time": m["in_progress"] - m["in_progress_overdue"],
+                        "overdue": m["in_progress_overdue"]},
+        "withdrawn": m["withdrawn"],
+        "overdue_without_apology": m["overdue_without_apology"],
+        "supplement_requests": m["supplemented"],
+        "on_time_rate": round(on_time / finished, 4) if finished else None,
+        "tt01": {"indices": tt, "total": total, "max_available": available, "scaled_to_18": scaled, "rating": band},
+        "qd766": {"groups": groups, "score": round(sum(scored.values()), 2),
+                  "max_available": sum(q[k]["weight"] for k in scored)},
+    }
+
+
+
+def _online_procedure_share(session: Session) -> float | None:
+    total, online = session.execute(select(func.count(), _count(Procedure.online_level == "toan_trinh"))
+                                    .select_from(Procedure)).one()
+    return online / total if total else None
+
+
+def summary(session: Session, start, end, unit_code: str | None = None, procedure_code: str | None = None,
+            field: str | None = None) -> dict:
+    """The contract's GET /api/v1/metrics: figures for one unit (and its sub-units), procedure or field."""
+    start_day, end_day = _period(start, end)
+    cfg = config(session)
+    filters = _filters(session, unit_code, procedure_code, field)
+    figures = _figures(session, start_day, end_day, _scope(session, unit_code, procedure_code, field), cfg).get(None)
+    out = _derive(figures or _zero_counts(), cfg, _online_procedure_share(session))
+    apologies = session.execute(select(func.count(), _count(Apology.late.is_(True))).select_from(Apology)
+                                .join(Dossier, Dossier.id == Apology.dossier_id)
+                                .where(Apology.issued_at >= _at(start_day), Apology.issued_at < _at(end_day + timedelta(days=1)),
+                                       *filters)).one()
+    out["apologies"] = {"total": apologies[0], "late": apologies[1]}
+    out.update({"from": _at(start_day), "to": _at(end_day + timedelta(days=1)), "unit": unit_code,
+                "procedure": procedure_code, "field": field})
+    return out
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=VN_TZ)
+
+
+def by_unit(session: Session, start: date, end: date, procedure_code: str | None = None,
+            field: str | None = None) -> list[dict]:
+    cfg = config(session)
+    rows = _figures(session, start, end, _scope(session, None, procedure_code, field), cfg, group_by="unit")
+    codes = dict(session.execute(select(Unit.id, Unit.code)).all())
+    share = _online_procedure_share(session)
+    out = [{"key": codes[unit_id], "unit_id": unit_id, **_derive(m, cfg, share)} for unit_id, m in rows.items()]
+    return sorted(out, key=lambda r: r["key"])
+
+
+def by_procedure(session: Session, start: date, end: date, unit_code: str | None = None,
+                 field: str | None = None) -> list[dict]:
+    cfg = config(session)
+    rows = _figures(session, start, end, _scope(session, unit_code, None, field), cfg, group_by="procedure")
+    codes = dict(session.execute(select(Procedure.id, Procedure.code)).all())
+    share = _online_procedure_share(session)
+    return sorted(({"key": codes[pid], **_derive(m, cfg, share)} for pid, m in rows.items()), key=lambda r: r["key"])
+
+
+def monthly(session: Session, start: date, end: date, unit_code: str | None = None,
+            procedure_code: str | None = None, field: str | None = None) -> list[dict]:
+    """Received and finished counts per month (trend chart), from the daily counters."""
+    unit_ids, procedure_ids = _scope(session, unit_code, procedure_code, field)
+    months: dict[str, dict] = {}
+    cursor = start.replace(day=1)
+    while cursor <= end:
+        months[cursor.strftime("%m/%Y")] = {"month": cursor.strftime("%m/%Y"), "received": 0, "finished": 0,
+                                             "on_time": 0, "late": 0}
+        cursor = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1)
+    names = {"received": "received", "finished": "finished", "finished_early": "on_time",
+             "finished_on_time": "on_time", "finished_late": "late"}
+    rows = session.execute(select(DailyCount.day, DailyCount.name, func.sum(DailyCount.n)).where(
+        DailyCount.day.between(start, end), DailyCount.name.in_(names), *_in(DailyCount.unit_id, unit_ids),
+        *_in(DailyCount.procedure_id, procedure_ids)).group_by(DailyCount.day, DailyCount.name))
+    for day, name, n in rows:
+        months[day.strftime("%m/%Y")][names[name]] += n
+    return list(months.values())
+
+
+def dossier_list(session: Session, kind: str, start: date, end: date, unit_code: str | None = None,
+                 procedure_code: str | None = None, limit: int = 200, offset: int = 0,
+                 field: str | None = None) -> tuple[list[Dossier], int]:
+    """The dossiers behind one figure (drill-down)."""
+    if kind not in KINDS:
+        raise KeyError(kind)
+    filters = _filters(session, unit_code, procedure_code, field)
+    stmt = select(Dossier).where(_conditions(start, end)[kind], *filters, _relevant(start, end))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.scalars(stmt.order_by(Dossier.received_at.desc()).limit(limit).offset(offset)).all()
+    return list(rows), total
+
+
+def due_soon(session: Session, unit_ids: list[int], now: datetime, within: timedelta = timedelta(days=1)) -> dict:
+    """Today's lists: open dossiers already overdue, and those due within `within`."""
+    base = select(Dossier).where(Dossier.unit_id.in_(unit_ids), Dossier.status.in_(OPEN_STATUSES))
+    return {
+        "overdue": session.scalars(base.where(Dossier.due_at < now).order_by(Dossier.due_at).limit(200)).all(),
+        "due_soon": session.scalars(base.where(Dossier.due_at >= now, Dossier.due_at < now + within)
+                                    .order_by(Dossier.due_at).limit(200)).all(),
+    }

@@ -1,0 +1,61 @@
+"""The control slip (phiếu kiểm soát, form 06): every hand-over of a dossier, derived from its audit log."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.reporting.counters import classify
+from engine.store.models import AuditEvent
+
+
+@dataclass
+class SlipRow:
+    """One hand-over on the control slip (form 06)."""
+
+    task_id: str
+    step: str
+    step_name: str
+    role: str
+    handed_at: datetime
+    giver: str
+    receiver: str | None
+    due_at: datetime
+    finished_at: datetime | None
+    decision: str | None
+    note: str
+    result: str | None  # early | on_time | late (None while open)
+
+
+def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.dossier_id == dossier_id).order_by(AuditEvent.seq)).all()
+    rows: dict[str, SlipRow] = {}
+    last_actor = "Một cửa"
+    for event in events:
+        if event.kind == "received":
+            last_actor = event.actor_name
+        elif event.kind == "task_started":
+            d = event.data
+            # A step started again while its earlier row is still open was re-created (a migration to
+            # a new version keeps its deadline): the new row replaces the old one.
+            rows = {k: r for k, r in rows.items() if r.finished_at is not None or r.step != event.step}
+            rows[d["task_id"]] = SlipRow(
+                task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"],
+                handed_at=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
+                due_at=datetime.fromisoformat(d["due_at"]), finished_at=None, decision=None, note="", result=None,
+            )
+        elif event.kind == "task_completed":
+            row = rows.get(event.data["task_id"])
+            if row is not None:
+                row.receiver = event.actor_name
+                row.finished_at = event.at
+                row.decision = event.data.get("decision")
+                row.note = event.data.get("note", "")
+                row.result = classify(event.at, row.due_at)
+            last_actor = event.actor_name
+        elif event.kind == "supplement_received":
+            last_actor = event.actor_name
+    return list(rows.values())

@@ -1,0 +1,224 @@
+"""Read models for the API and the screens: a dossier's full view and page, the inbox and its
+queue counts, the register (form 07), the public look-up with its history."""
+from __future__ import annotations
+
+import hmac
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.access.actors import Actor
+from engine.errors import NotFound
+from engine.reporting.slip import control_slip
+from engine.store.models import (
+    PROCESSING,
+    RECEIVED,
+    Apology,
+    AuditEvent,
+    Dossier,
+    DossierFile,
+    HumanTask,
+    Procedure,
+    ProcedureVersion,
+    ServiceRating,
+    SupplementRequest,
+    Unit,
+    User,
+)
+
+
+def is_overdue(dossier, now) -> bool:
+    """Quá hạn: flagged by the sweep, or past its appointment while still being processed."""
+    return bool(dossier.overdue) or (dossier.status in (RECEIVED, PROCESSING) and dossier.due_at < now)
+
+
+def find_dossier(session: Session, code: str) -> Dossier:
+    dossier = session.scalar(select(Dossier).where(Dossier.code == code))
+    if dossier is None:
+        raise NotFound(f"no dossier {code}")
+    return dossier
+
+
+def dossier_view(session: Session, code: str) -> dict:
+    """The API's dossier (DESIGN.md: GET /api/v1/dossiers/{code})."""
+    dossier = find_dossier(session, code)
+    procedure = session.get(Procedure, dossier.procedure_id)
+    version = session.get(ProcedureVersion, dossier.version_id)
+    open_tasks = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
+                                                         HumanTask.completed_at.is_(None))).all()
+    supplements = session.scalars(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)).all()
+    apologies = session.scalars(select(Apology).where(Apology.dossier_id == dossier.id)).all()
+    names = dict(session.execute(select(User.id, User.full_name)).all()) if open_tasks else {}
+    return {
+        "code": dossier.code,
+        "status": dossier.status,
+        "overdue": dossier.overdue,
+        "apologized": dossier.apologized,
+        "channel": dossier.channel,
+        "unit_code": dossier.unit.code,
+        "applicant": dossier.applicant,
+        "received_at": dossier.received_at,
+        "due_at": dossier.due_at,
+        "original_due_at": dossier.original_due_at,
+        "finished_at": dossier.finished_at,
+        "returned_at": dossier.returned_at,
+        "procedure_code": procedure.code,
+        "procedure_name": procedure.name,
+        "version": version.number,
+        "refusal_reason": dossier.refusal_reason,
+        "open_tasks": [
+            {"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
+             "decisions": t.decisions, "assignee": names.get(t.assignee_id)} for t in open_tasks
+        ],
+        "supplements": [
+            {"requested_at": s.requested_at, "reason": s.reason, "items": s.items, "within_window": s.within_window,
+             "received_at": s.received_at, "new_due_at": s.new_due_at} for s in supplements
+        ],
+        "apologies": [
+            {"issued_at": a.issued_at, "reason": a.reason, "previous_due_at": a.previous_due_at,
+             "new_due_at": a.new_due_at, "late": a.late} for a in apologies
+        ],
+        "timeline": [
+            {"step": r.step, "name": r.step_name, "role": r.role, "user": r.receiver, "started": r.handed_at,
+             "due": r.due_at, "finished": r.finished_at, "decision": r.decision, "note": r.note,
+             "on_time": None if r.result is None else r.result != "late", "result": r.result}
+            for r in control_slip(session, dossier.id)
+        ],
+    }
+
+
+def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
+    """The actor's open tasks for the API: the inbox screen's query, first page."""
+    rows, _ = inbox_page(session, actor, per_page=limit)
+    return [{"id": r["task"].id, "dossier_code": r["dossier"].code, "name": r["task"].name, "role": r["task"].role,
+             "started_at": r["task"].started_at, "due_at": r["task"].due_at, "decisions": r["task"].decisions}
+            for r in rows]
+
+
+PUBLIC_LABELS = {
+    "received": "Tiếp nhận hồ sơ", "supplement_requested": "Yêu cầu bổ sung giấy tờ",
+    "supplement_received": "Nhận hồ sơ bổ sung", "apology_issued": "Gửi văn bản xin lỗi, hẹn lại ngày trả",
+    "finished": "Đã xử lý xong", "result_returned": "Trả kết quả", "refused": "Từ chối giải quyết",
+    "withdrawn": "Dừng giải quyết theo đề nghị",
+}
+
+
+def public_lookup(session: Session, code: str, id_number: str) -> dict:
+    """Status, dates and the public history, only when the code and the owner's ID number match.
+    The history says when, what and which role (`role` code) — no staff names, no notes."""
+    dossier = session.scalar(select(Dossier).where(Dossier.code == code))
+    if dossier is None or not hmac.compare_digest(dossier.applicant_id_number.encode(), (id_number or "").encode()):
+        raise NotFound("Không có hồ sơ nào được tìm thấy")
+    procedure = session.get(Procedure, dossier.procedure_id)
+    return {
+        "code": dossier.code, "procedure_code": procedure.code, "procedure_name": procedure.name,
+        "status": dossier.status, "overdue": dossier.overdue, "received_at": dossier.received_at,
+        "due_at": dossier.due_at, "finished_at": dossier.finished_at, "returned_at": dossier.returned_at,
+        "history": _public_history(session, dossier.id),
+        "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
+    }
+
+
+def _public_history(session: Session, dossier_id: int) -> list[dict]:
+    out, roles = [], {}
+    for event in session.scalars(select(AuditEvent).where(AuditEvent.dossier_id == dossier_id).order_by(AuditEvent.seq)):
+        if event.kind == "task_started":
+            roles[event.data["task_id"]] = event.data.get("role", "")
+        elif event.kind == "task_completed":
+            out.append({"at": event.at, "what": "Hoàn thành bước xử lý", "role": roles.get(event.data["task_id"], "")})
+        elif event.kind in PUBLIC_LABELS:
+            out.append({"at": event.at, "what": PUBLIC_LABELS[event.kind], "role": ""})
+    return out
+
+
+def dossier_page(session: Session, dossier: Dossier, now) -> dict:
+    """Everything the dossier, task and form pages show about one dossier."""
+    slip = control_slip(session, dossier.id)
+    open_tasks = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
+                                                         HumanTask.completed_at.is_(None))).all()
+    return {
+        "procedure": session.get(Procedure, dossier.procedure_id),
+        "version": session.get(ProcedureVersion, dossier.version_id),
+        "unit": session.get(Unit, dossier.unit_id),
+        "files": session.scalars(select(DossierFile).where(DossierFile.dossier_id == dossier.id)
+                                 .order_by(DossierFile.id)).all(),
+        "slip": slip,
+        "supplement": session.scalar(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)),
+        "apology": session.scalar(select(Apology).where(Apology.dossier_id == dossier.id)),
+        "open_tasks": open_tasks,
+        "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
+        "markers": {"done": sorted({r.step for r in slip if r.finished_at}),
+                    "current": sorted({t.spec_name for t in open_tasks}),
+                    "late": sorted({r.step for r in slip if r.result == "late"}
+                                   | {t.spec_name for t in open_tasks if t.due_at < now})},
+    }
+
+
+def register(session: Session, unit_ids: list[int], start, end, field: str = "") -> list[tuple]:
+    """Sổ theo dõi (form 07): dossiers received at `unit_ids` from `start` to `end` (local days,
+    inclusive), with their procedure and unit, in one query."""
+    from datetime import datetime, time, timedelta
+
+    from engine.clock import VN_TZ
+
+    stmt = (select(Dossier, Procedure, Unit).join(Procedure, Procedure.id == Dossier.procedure_id)
+            .join(Unit, Unit.id == Dossier.unit_id)
+            .where(Dossier.unit_id.in_(unit_ids),
+                   Dossier.received_at >= datetime.combine(start, time.min, tzinfo=VN_TZ),
+                   Dossier.received_at < datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ))
+            .order_by(Dossier.received_at))
+    if field:
+        stmt = stmt.where(Procedure.field == field)
+    return session.execute(stmt).all()
+
+
+def queue_counts(session: Session, actor: Actor, at) -> dict:
+    """Counts for the navigation badges ("nhắc việc"), each one indexed COUNT."""
+    from sqlalchemy import func, tuple_
+
+    from engine.store.models import AWAITING_SUPPLEMENT, OPEN_STATUSES, RESULT_READY
+
+    pairs = sorted(actor.grants)
+    units = sorted({u for u, _ in pairs})
+    if not pairs:
+        return {"mine": 0, "overdue_steps": 0, "awaiting_supplement": 0, "overdue": 0, "result_ready": 0}
+    mine = select(func.count()).select_from(HumanTask).where(
+        HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
+    return {
+        "mine": session.scalar(mine),
+        "overdue_steps": session.scalar(mine.where(HumanTask.due_at < at)),
+        "awaiting_supplement": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status == AWAITING_SUPPLEMENT)),
+        "overdue": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status.in_(OPEN_STATUSES), Dossier.due_at < at)),
+        "result_ready": session.scalar(select(func.count()).select_from(Dossier).where(
+            Dossier.unit_id.in_(units), Dossier.status == RESULT_READY)),
+    }
+
+
+def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: str = "", only: str = "",
+               page: int = 1, per_page: int = 25, at=None, whole_unit: bool = False) -> tuple[list[dict], int]:
+    """The inbox screen: open tasks of the actor's roles (or, with `whole_unit`, every open task of the
+    actor's units), overdue first then by due time, filtered."""
+    from sqlalchemy import func, tuple_
+
+    from engine.text import fold
+
+    pairs = sorted(actor.grants)
+    if not pairs:
+        return [], 0
+    scope = (HumanTask.unit_id.in_(sorted({u for u, _ in pairs})) if whole_unit
+             else tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
+    stmt = (select(HumanTask, Dossier, Procedure.code, Procedure.name)
+            .join(Dossier, Dossier.id == HumanTask.dossier_id).join(Procedure, Procedure.id == Dossier.procedure_id)
+            .where(HumanTask.completed_at.is_(None), scope))
+    if q.strip():
+        stmt = stmt.where(Dossier.search_text.contains(fold(q), autoescape=True))
+    if procedure_code:
+        stmt = stmt.where(Procedure.code == procedure_code)
+    if only == "qua-han" and at is not None:
+        stmt = stmt.where(HumanTask.due_at < at)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = session.execute(stmt.order_by(HumanTask.due_at, HumanTask.started_at)
+                           .limit(per_page).offset((page - 1) * per_page)).all()
+    return [{"task": t, "dossier": dz, "procedure_code": pc, "procedure_name": pn} for t, dz, pc, pn in rows], total

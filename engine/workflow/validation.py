@@ -1,0 +1,281 @@
+"""BPMN validation: every problem at once, each with severity, a stable code and the element id.
+
+Covers what the engine needs before a version can run: safe XML, the Spiff parser's verdict, the
+3.2.0 gaps from SPIFF-NOTES.md that matter here, and motcua's conventions (roles, durations
+within the statutory time, decisions, safe expressions).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from engine.workflow import bpmn_xml, runtime, safe_eval
+from engine.workflow.bpmn_xml import BPMN_NS, NS, local
+from engine.workflow.workcal import InvalidDuration, WorkingCalendar, parse_duration
+
+ERROR, WARNING = "error", "warning"
+
+
+MESSAGES_VI = {
+    "xml_doctype": "Tệp có khai báo DOCTYPE/ENTITY: không được phép (nguy cơ bom XML, đọc tệp ngoài).",
+    "xml_not_well_formed": "Tệp không phải XML hợp lệ (thiếu thẻ đóng, ký tự lạ…).",
+    "xml_too_deep": "Cấu trúc XML lồng quá sâu.",
+    "xml_too_large": "Tệp quá lớn.",
+    "xml_too_many_elements": "Tệp có quá nhiều phần tử.",
+    "not_bpmn": "Tệp không phải BPMN 2.0 (thiếu bpmn:definitions).",
+    "no_process": "Tệp không có quy trình (bpmn:process) nào.",
+    "reserved_id": "Mã phần tử trùng với tên dành riêng của hệ thống; hãy đổi mã.",
+    "flow_target_missing": "Luồng trỏ tới phần tử không tồn tại.",
+    "task_multiple_outgoing": "Một bước có hai luồng ra; hãy thêm cổng rẽ nhánh.",
+    "disconnected_node": "Phần tử không nối với phần nào của quy trình.",
+    "gateway_flow_without_condition": "Nhánh sau cổng rẽ thiếu điều kiện (và không phải nhánh mặc định).",
+    "event_gateway_two_timers": "Cổng sự kiện có hai bộ hẹn giờ: SpiffWorkflow 3.2.0 tính sai; chỉ dùng một.",
+    "unsafe_expression": "Biểu thức không được phép (chỉ dùng phép so sánh, phép tính đơn giản).",
+    "unsafe_script": "Đoạn mã không được phép (chỉ gán biến và biểu thức đơn giản).",
+    "timer_unquoted": "Biểu thức hẹn giờ phải đặt trong dấu nháy, ví dụ \"PT5M\".",
+    "task_without_role": "Bước không nằm trong làn nào ghi vai trò.",
+    "unknown_role": "Làn ghi một vai trò chưa có trong hệ thống.",
+    "task_without_duration": "Bước chưa có thời hạn xử lý (thuộc tính duration).",
+    "bad_duration": "Thời hạn không đúng dạng ISO 8601 theo giờ/ngày làm việc (PT4H, P1D).",
+    "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
+    "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
+    "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
+    "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
+    "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
+}
+
+
+@dataclass
+class Problem:
+    severity: str
+    code: str
+    element_id: str | None
+    message: str
+
+    @property
+    def message_vi(self) -> str:
+        return MESSAGES_VI.get(self.code, self.message)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "message_vi": self.message_vi}
+
+
+@dataclass
+class Result:
+    problems: list[Problem]
+    model: bpmn_xml.ProcessModel | None = None
+    parsed: runtime.ParsedProcess | None = None
+
+    @property
+    def valid(self) -> bool:
+        return not any(p.severity == ERROR for p in self.problems)
+
+
+def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: set[str] | None = None,
+             calendar: WorkingCalendar | None = None) -> Result:
+    problems: list[Problem] = []
+    try:
+        root = bpmn_xml.parse_safely(xml)
+    except bpmn_xml.UnsafeXml as exc:
+        return Result([Problem(ERROR, exc.code, None, str(exc))])
+    if local(root.tag) != "definitions" or etree_ns(root.tag) != BPMN_NS:
+        return Result([Problem(ERROR, "not_bpmn", None, "the root element is not bpmn:definitions")])
+    processes = bpmn_xml.executable_processes(root)
+    if not processes:
+        return Result([Problem(ERROR, "no_process", None, "the file contains no BPMN process")])
+    process = processes[0]
+    pid = process.get("id")
+
+    ids = {el.get("id") for el in root.iter() if isinstance(el.tag, str) and el.get("id")}
+    for el in process.iter():
+        if isinstance(el.tag, str) and el.get("id") in runtime.RESERVED_IDS:
+            problems.append(Problem(ERROR, "reserved_id", el.get("id"),
+                                    f"id '{el.get('id')}' is reserved by the engine; rename it"))
+    flows = list(process.iter(f"{{{BPMN_NS}}}sequenceFlow"))
+    for flow in flows:
+        for attr in ("sourceRef", "targetRef"):
+            if flow.get(attr) not in ids:
+                problems.append(Problem(ERROR, "flow_target_missing", flow.get("id"),
+                                        f"sequence flow {flow.get('id')} points at missing element '{flow.get(attr)}'"))
+    _check_structure(process, flows, problems)
+    _check_expressions(process, problems)
+
+    model = None
+    try:
+        model = bpmn_xml.read_model(root, pid)
+    except ValueError as exc:
+        problems.append(Problem(ERROR, "no_process", None, str(exc)))
+    if model is not None:
+        _check_conventions(model, process, flows, statutory_days, known_roles, calendar or WorkingCalendar(), problems)
+        _check_decisions(process, flows, model, problems)
+
+    parsed = None
+    if not any(p.severity == ERROR for p in problems):
+        try:
+            parsed = runtime.parse(root, pid)
+        except runtime.ParseFailed as exc:
+            problems.append(Problem(ERROR, "not_executable", exc.element_id, str(exc)))
+    return Result(problems, model, parsed)
+
+
+def etree_ns(tag: str) -> str:
+    return tag[1:].split("}")[0] if tag.startswith("{") else ""
+
+
+_FLOW_NODES = {
+    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "userTask", "task", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask", "businessRuleTask",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway", "subProcess", "callActivity",
+}
+_ACTIVITIES = {"userTask", "task", "manualTask", "scriptTask", "serviceTask", "sendTask", "receiveTask", "businessRuleTask"}
+
+
+def _check_structure(process, flows, problems: list[Problem]) -> None:
+    out: dict[str, list] = {}
+    inc: dict[str, list] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f)
+        inc.setdefault(f.get("targetRef"), []).append(f)
+    for el in process:
+        if not isinstance(el.tag, str):
+            continue
+        kind, eid = local(el.tag), el.get("id")
+        if kind not in _FLOW_NODES:
+            continue
+        if kind in _ACTIVITIES and len(out.get(eid, [])) > 1:
+            problems.append(Problem(ERROR, "task_multiple_outgoing", eid,
+                                    "a task has two outgoing flows; put an explicit gateway after it"))
+        if kind != "boundaryEvent" and not out.get(eid) and not inc.get(eid):
+            problems.append(Problem(ERROR, "disconnected_node", eid, "this element is connected to nothing"))
+        if kind == "exclusiveGateway" and len(out.get(eid, [])) > 1:
+            conditioned = [f for f in out[eid] if f.find("bpmn:conditionExpression", NS) is not None]
+            if not el.get("default") and len(conditioned) < len(out[eid]):
+                problems.append(Problem(ERROR, "gateway_flow_without_condition", eid,
+                                        "every outgoing flow of an exclusive gateway needs a condition or must be its default"))
+            elif not el.get("default") and not _is_decision_gateway(el, inc, process):
+                # Decision gateways are safe: the UI offers exactly the values their branches test.
+                problems.append(Problem(WARNING, "gateway_may_dead_end", eid,
+                                        "no default flow: if no condition matches, the dossier stops here"))
+        if kind == "eventBasedGateway":
+            timers = 0
+            for f in out.get(eid, []):
+                target = next((n for n in process if isinstance(n.tag, str) and n.get("id") == f.get("targetRef")), None)
+                if target is not None and target.find("bpmn:timerEventDefinition", NS) is not None:
+                    timers += 1
+            if timers > 1:
+                problems.append(Problem(ERROR, "event_gateway_two_timers", eid,
+                                        "SpiffWorkflow 3.2.0 uses the first timer's due time for both; use one timer"))
+
+
+def _is_decision_gateway(gateway, incoming: dict, process) -> bool:
+    """Right after a user task, with every branch testing `decision`."""
+    sources = {f.get("sourceRef") for f in incoming.get(gateway.get("id"), [])}
+    tasks = {el.get("id") for el in process.iter(f"{{{BPMN_NS}}}userTask")}
+    if not sources or not sources <= tasks:
+        return False
+    outgoing = [f for f in process.iter(f"{{{BPMN_NS}}}sequenceFlow") if f.get("sourceRef") == gateway.get("id")]
+    return all(bpmn_xml.decision_values((f.findtext("bpmn:conditionExpression", "", NS) or "")) for f in outgoing)
+
+
+def _check_expressions(process, problems: list[Problem]) -> None:
+    for cond in process.iter(f"{{{BPMN_NS}}}conditionExpression"):
+        owner = cond.getparent().get("id")
+        try:
+            safe_eval.check_expression(cond.text or "")
+        except safe_eval.UnsafeExpression as exc:
+            problems.append(Problem(ERROR, "unsafe_expression", owner, f"condition refused: {exc}"))
+    for script in process.iter(f"{{{BPMN_NS}}}script"):
+        owner = script.getparent().get("id")
+        try:
+            safe_eval.check_script(script.text or "")
+        except safe_eval.UnsafeExpression as exc:
+            problems.append(Problem(ERROR, "unsafe_script", owner, f"script refused: {exc}"))
+    for ted in process.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
+        owner = ted.getparent().get("id")
+        for expr in ted:
+            if not isinstance(expr.tag, str):
+                continue
+            text = (expr.text or "").strip()
+            if text[:1] in ("P", "R") or (text[:1].isdigit() and "-" in text):
+                problems.append(Problem(ERROR, "timer_unquoted", owner,
+                                        f"timer expression {text} must be quoted (\"{text}\"): it is evaluated as an expression"))
+                continue
+            try:
+                safe_eval.check_expression(text)
+            except safe_eval.UnsafeExpression as exc:
+                problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {exc}"))
+
+
+def _check_decisions(process, flows, model, problems) -> None:
+    """Branches after a step are chosen by its `decision`: each conditioned branch must test a decision
+    value the UI can offer as a button, and a request_supplement branch must wait for the citizen's
+    supplement (an intermediate message catch event for `supplement_received`)."""
+    by_id = {el.get("id"): el for el in process.iter() if isinstance(el.tag, str) and el.get("id")}
+    out: dict[str, list] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f)
+    for step_id in model.steps:
+        for f in out.get(step_id, []):
+            gateway = by_id.get(f.get("targetRef"))
+            if gateway is None or local(gateway.tag) != "exclusiveGateway":
+                continue
+            for branch in out.get(gateway.get("id"), []):
+                cond = branch.find("bpmn:conditionExpression", NS)
+                if cond is None or not (cond.text or "").strip():
+                    continue
+                values = bpmn_xml.decision_values(cond.text)
+                if not values:
+                    problems.append(Problem(ERROR, "decision_unreadable", branch.get("id"),
+                                            "this branch's condition does not test decision == \"…\": no button "
+                                            "can choose it"))
+                if "request_supplement" in values:  # (the second request is refused at run time, from history)
+                    target = by_id.get(branch.get("targetRef"))
+                    if target is None or target.get("id") not in model.supplement_events:
+                        problems.append(Problem(ERROR, "supplement_path_shape", branch.get("id"),
+                                                "the request_supplement branch must lead to an intermediate message "
+                                                "catch event for 'supplement_received'"))
+
+
+def _check_conventions(model, process, flows, statutory_days, known_roles, calendar, problems) -> None:
+    day = calendar.day_seconds
+    seconds: dict[str, float] = {}
+    for step in model.steps.values():
+        if not step.role:
+            problems.append(Problem(ERROR, "task_without_role", step.id, "user task is not in a lane naming a role"))
+        elif known_roles is not None and step.role not in known_roles:
+            problems.append(Problem(ERROR, "unknown_role", step.id, f"lane role '{step.role}' is not a known role"))
+        if not step.duration:
+            problems.append(Problem(ERROR, "task_without_duration", step.id, "user task has no 'duration' property"))
+            continue
+        try:
+            seconds[step.id] = parse_duration(step.duration, day)
+        except InvalidDuration as exc:
+            problems.append(Problem(ERROR, "bad_duration", step.id, str(exc)))
+    if statutory_days is None:
+        return
+    budget = max(statutory_days, 1) * day
+    out: dict[str, list[str]] = {}
+    for f in flows:
+        out.setdefault(f.get("sourceRef"), []).append(f.get("targetRef"))
+    starts = [el.get("id") for el in process.iter(f"{{{BPMN_NS}}}startEvent")] + list(model.supplement_events)
+    worst, worst_path = 0.0, []
+
+    def walk(node: str, total: float, path: list[str], seen: frozenset[str]):
+        nonlocal worst, worst_path
+        total += seconds.get(node, 0.0)
+        if total > worst:
+            worst, worst_path = total, path
+        for nxt in out.get(node, []):
+            # The clock restarts when a supplement arrives: a path ends at the catch event.
+            if nxt in seen or nxt in model.supplement_events:
+                continue
+            walk(nxt, total, path + [nxt], seen | {nxt})
+
+    for start in starts:
+        walk(start, 0.0, [start], frozenset({start}))
+    if worst > budget + 1e-6:
+        last_task = next((n for n in reversed(worst_path) if n in seconds), None)
+        problems.append(Problem(
+            ERROR, "durations_exceed_statutory", last_task,
+            f"step durations along {' → '.join(n for n in worst_path if n in seconds)} add up to "
+            f"{worst / 3600:g} working hours, more than the statutory {statutory_days} working day(s)",
+        ))

@@ -1,0 +1,180 @@
+"""A dossier's pages: the dossier with its diagram and control slip, its files, the desk's actions
+(supplement received, apology, withdrawal, result handed over, the leader's refusal), the printable
+forms 01–06 and the register (form 07)."""
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from urllib.parse import quote
+
+import segno
+from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+
+from engine import clock, dossiers
+from engine.access import policy
+from engine.catalog import list_procedures
+from engine.errors import DomainError, InvalidInput
+from engine.reporting import views
+from engine.store import files
+from engine.store.models import Dossier, DossierFile, ProcedureVersion
+
+from . import db, forms, i18n
+from .common import bp, error_text, field_errors, rollback, staff_required, uploaded_components, visible
+from .exports import table_response
+
+
+@bp.get("/ho-so/<code>")
+@staff_required
+def dossier_page(actor, code):
+    dossier = visible(actor, code)
+    return render_template("dossier.html", dossier=dossier, message=None, errors={},
+                           **views.dossier_page(db.session(), dossier, clock.now()))
+
+
+@bp.get("/ho-so/<code>/quy-trinh.bpmn")
+@staff_required
+def dossier_bpmn(actor, code):
+    dossier = visible(actor, code)
+    version = db.session().get(ProcedureVersion, dossier.version_id)
+    return Response(version.bpmn_xml, mimetype="application/xml")
+
+
+@bp.get("/tep/<int:file_id>")
+@staff_required
+def file_view(actor, file_id):
+    s = db.session()
+    row = s.get(DossierFile, file_id)
+    if row is None:
+        abort(404)
+    visible(actor, s.get(Dossier, row.dossier_id).code)
+    response = Response(files.open_file(row.storage_key), mimetype=row.content_type)
+    response.headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(row.filename)}"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def dossier_action(code: str, action):
+    """Run a desk action; on a refusal re-show the dossier page with the reason in Vietnamese."""
+    actor = g.actor
+    dossier = visible(actor, code)
+    try:
+        action(dossier)
+    except DomainError as exc:
+        rollback()
+        db.session().expire_all()
+        dossier = visible(actor, code)
+        ctx = views.dossier_page(db.session(), dossier, clock.now())
+        ctx["markers"] = {"done": [], "current": [], "late": []}
+        return render_template("dossier.html", dossier=dossier, message=error_text(exc), errors=field_errors(exc),
+                               **ctx), 422
+    return redirect(url_for("ui.dossier_page", code=code))
+
+
+@bp.post("/ho-so/<code>/bo-sung")
+@staff_required
+def record_supplement(actor, code):
+    def act(dossier):
+        known = [c["code"] for c in db.session().get(ProcedureVersion, dossier.version_id).meta["components"]]
+        comps, errors, _ = uploaded_components("file_", known)
+        if errors:
+            raise InvalidInput("bad files", errors=errors)
+        dossiers.deliver_supplement(db.session(), actor_id=actor.id, dossier_code=code, components=comps,
+                                    note=forms.parse(forms.NoteForm, request.form)["note"])
+        flash("Đã nhận hồ sơ bổ sung; thời hạn giải quyết được tính lại từ hôm nay.", "success")
+    return dossier_action(code, act)
+
+
+@bp.post("/ho-so/<code>/xin-loi")
+@staff_required
+def record_apology(actor, code):
+    def act(dossier):
+        try:
+            form = forms.parse(forms.ApologyForm, request.form)
+        except InvalidInput:
+            raise InvalidInput("bad date", errors={"new_due_at": "date"}) from None
+        dossiers.issue_apology(db.session(), actor_id=actor.id, dossier_code=code, reason=form["reason"],
+                               new_due_at=form["new_due"])
+        flash("Đã ghi nhận văn bản xin lỗi và ngày hẹn trả mới.", "success")
+    return dossier_action(code, act)
+
+
+@bp.post("/ho-so/<code>/tra-ket-qua")
+@staff_required
+def record_return(actor, code):
+    def act(dossier):
+        dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code,
+                               note=forms.parse(forms.NoteForm, request.form)["note"])
+        flash("Đã trả kết quả cho công dân.", "success")
+    return dossier_action(code, act)
+
+
+@bp.post("/ho-so/<code>/rut")
+@staff_required
+def record_withdrawal(actor, code):
+    def act(dossier):
+        dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code,
+                                  reason=forms.parse(forms.ReasonForm, request.form)["reason"])
+        flash("Đã dừng giải quyết hồ sơ theo đề nghị của công dân.", "success")
+    return dossier_action(code, act)
+
+
+@bp.post("/ho-so/<code>/tu-choi")
+@staff_required
+def record_refusal(actor, code):
+    def act(dossier):
+        dossiers.refuse_dossier(db.session(), actor_id=actor.id, dossier_code=code,
+                                reason=forms.parse(forms.ReasonForm, request.form)["reason"])
+        flash("Đã từ chối giải quyết hồ sơ; in phiếu từ chối (mẫu 03) để gửi công dân.", "success")
+    return dossier_action(code, act)
+
+
+# --- printable forms -----------------------------------------------------------------------------
+FORMS = {"01": "Giấy tiếp nhận hồ sơ và hẹn trả kết quả", "02": "Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ",
+         "03": "Phiếu từ chối tiếp nhận, giải quyết hồ sơ", "04": "Văn bản xin lỗi và hẹn lại ngày trả kết quả",
+         "05": "Thông báo dừng giải quyết hồ sơ", "06": "Phiếu kiểm soát quá trình giải quyết hồ sơ"}
+
+
+def qr_svg(text: str) -> str:
+    out = io.BytesIO()
+    segno.make(text, error="m").save(out, kind="svg", scale=3, xmldecl=False, svgns=False, nl=False)
+    return out.getvalue().decode()
+
+
+@bp.get("/ho-so/<code>/in/<form>")
+@staff_required
+def print_form(actor, code, form):
+    if form not in FORMS:
+        abort(404)
+    dossier = visible(actor, code)
+    ctx = views.dossier_page(db.session(), dossier, clock.now())
+    lookup = url_for("ui.lookup", ma=dossier.code, _external=True)
+    return render_template(f"forms/f{form}.html", dossier=dossier, title=FORMS[form], qr=qr_svg(lookup), **ctx)
+
+
+@bp.get("/so-theo-doi")
+@staff_required
+def register(actor):
+    s = db.session()
+    today = clock.local(clock.now()).date()
+    try:
+        start = datetime.strptime(request.args.get("tu", ""), "%Y-%m-%d").date()
+    except ValueError:
+        start = today.replace(day=1)
+    try:
+        end = datetime.strptime(request.args.get("den", ""), "%Y-%m-%d").date()
+    except ValueError:
+        end = today
+    field = request.args.get("linh-vuc", "")
+    rows = views.register(s, policy.units_for(s, actor, "register.view"), start, end, field)
+    if request.args.get("xuat") in ("csv", "xlsx"):
+        return table_response(request.args["xuat"], f"so-theo-doi-{start:%Y%m%d}-{end:%Y%m%d}",
+                              f"Sổ theo dõi hồ sơ · {field or 'Tất cả lĩnh vực'} · {i18n.d(start)} – {i18n.d(end)}",
+                              ["STT", "Mã hồ sơ", "Tên TTHC", "Tên cá nhân, tổ chức", "Địa chỉ, số điện thoại",
+                               "Cơ quan chủ trì", "Nhận hồ sơ", "Hẹn trả", "Trả kết quả", "Phương thức"],
+                              [[i, dz.code, p.name, dz.applicant.get("name", ""),
+                                f"{dz.applicant.get('address', '')} {dz.applicant.get('phone', '')}".strip(),
+                                u.name, i18n.dt(dz.received_at), i18n.dt(dz.due_at),
+                                i18n.dt(dz.returned_at), i18n.CHANNEL[dz.channel]] for i, (dz, p, u) in enumerate(rows, 1)])
+    fields = sorted({p.field for p in list_procedures(s)})
+    return render_template("forms/f07.html", rows=[(dz, p) for dz, p, _ in rows], start=start, end=end, field=field,
+                           fields=fields, title="Sổ theo dõi hồ sơ")

@@ -1,0 +1,70 @@
+"""HTML form parsing with marshmallow, like the API's JSON: a schema per form, unknown fields
+ignored (CSRF token, buttons), errors keyed by field for the templates."""
+from __future__ import annotations
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from engine.errors import InvalidInput
+from engine.store.models import CHANNELS
+
+
+class FormSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    @pre_load
+    def _strip(self, data, **_):
+        return {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+
+
+def parse(schema: type[Schema], form) -> dict:
+    """Load `form` (a MultiDict or dict); a bad field raises InvalidInput naming it."""
+    data = {k: form.get(k) for k in form.keys()} if hasattr(form, "keys") else dict(form)
+    try:
+        return schema().load(data)
+    except ValidationError as exc:
+        raise InvalidInput("the form is not valid",
+                           errors={k: "; ".join(v) if isinstance(v, list) else str(v) for k, v in exc.messages.items()}) from None
+
+
+class ReceptionForm(FormSchema):
+    name = fields.String(load_default="")
+    id_number = fields.String(load_default="")
+    phone = fields.String(load_default="")
+    email = fields.String(load_default="")
+    address = fields.String(load_default="")
+    channel = fields.String(load_default="counter", validate=validate.OneOf(CHANNELS))
+    unit_code = fields.String(load_default=None)
+
+    @pre_load
+    def _defaults(self, data, **_):
+        return {k: v for k, v in data.items() if v not in ("", None) or k not in ("channel", "unit_code")}
+
+
+class TaskForm(FormSchema):
+    decision = fields.String(load_default="")
+    reason = fields.String(load_default="")
+    items = fields.String(load_default="")
+
+    def lines(self, text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class ApologyForm(FormSchema):
+    reason = fields.String(load_default="")
+    new_due = fields.Date(required=True, data_key="new_due", error_messages={"required": "date", "invalid": "date"})
+
+
+class NoteForm(FormSchema):
+    note = fields.String(load_default="")
+
+
+class ReasonForm(FormSchema):
+    reason = fields.String(load_default="")
+
+
+class LookupForm(FormSchema):
+    ma = fields.String(load_default="")
+    so_dinh_danh = fields.String(load_default="", data_key="so-dinh-danh")
+    rating = fields.String(load_default="")
+    comment = fields.String(load_default="")

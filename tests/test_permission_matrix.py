@@ -159,7 +159,7 @@ class Check:
     what: str                     # method and path, for the report
     send: Callable                # (http client, bearer headers or CSRF token, world) → response
     allowed: int                  # the status an authorized caller gets (a domain refusal for writes)
-    denial: str = "403"           # "403"; "dossier": 404 unless the caller may see the dossier, then 403; "any": 403 or 404
+    denial: str = "403"           # "403", or "dossier": 404 unless the caller may see the dossier, then 403
     step_role: str | None = None  # task.complete: the role of the step called
     writes: bool = False          # compare the database before and after every call
     shown: Callable | None = None  # (response, world) → allowed, for pages that filter instead of refusing
@@ -168,7 +168,7 @@ class Check:
 def denied_statuses(check: Check, role: str, relation: str) -> set[int]:
     if check.denial == "dossier":
         return {403} if expected("dossier.view", role, relation) else {404}
-    return {403, 404} if check.denial == "any" else {403}
+    return {403}
 
 
 def api(method: str, path: Callable[[World], str], json=None) -> Callable:
@@ -199,7 +199,7 @@ API_CHECKS = [
           api("POST", lambda w: "/api/v1/dossiers", RECEIVE_BODY), 422, writes=True),
     *[Check("API", "task.complete", f"POST /api/v1/tasks/{{{role} step}}/complete (unknown decision)",
             api("POST", lambda w, role=role: f"/api/v1/tasks/{w.tasks[role]}/complete", {"data": {"decision": "khong-co"}}),
-            422, "any", step_role=role, writes=True) for role in STEP_ROLES],
+            422, step_role=role, writes=True) for role in STEP_ROLES],  # no dossier look-up first: 403 for all others
     # the open dossier awaits no supplement → 409
     Check("API", "supplement.deliver", "POST /api/v1/dossiers/{open}/supplements",
           api("POST", lambda w: f"/api/v1/dossiers/{w.open_code}/supplements", {"components": []}), 409, "dossier",

@@ -13,7 +13,7 @@ from flask import Response, abort, flash, g, redirect, render_template, request,
 from engine import clock, dossiers
 from engine.access import policy
 from engine.catalog import list_procedures
-from engine.errors import DomainError, InvalidInput
+from engine.errors import DomainError, InvalidInput, NotAllowed
 from engine.reporting import views
 from engine.store import files
 from engine.store.models import Dossier, DossierFile, ProcedureVersion
@@ -59,6 +59,8 @@ def dossier_action(code: str, action):
     dossier = visible(actor, code)
     try:
         action(dossier)
+    except NotAllowed:  # a refused permission is a 403 page, not a form error
+        raise
     except DomainError as exc:
         rollback()
         db.session().expire_all()

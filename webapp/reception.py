@@ -6,7 +6,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from engine import catalog, clock, dossiers
 from engine.access import policy
-from engine.errors import DomainError
+from engine.errors import DomainError, NotAllowed
 from engine.store.models import Procedure, Unit
 from engine.text import fold
 
@@ -40,6 +40,8 @@ def reception(actor):
                     s, actor_id=actor.id, procedure_code=chosen.code, channel=data["channel"],
                     applicant={k: data[k] for k in ("name", "id_number", "phone", "email", "address")},
                     components=comps, unit_code=data["unit_code"] or None)
+            except NotAllowed:  # a refused permission is a 403 page, not a form error
+                raise
             except DomainError as exc:
                 rollback()
                 message, errors = error_text(exc), field_errors(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from engine import catalog, clock, dossiers
-from engine.errors import DomainError
+from engine.errors import DomainError, NotAllowed
 from engine.reporting import views
 from engine.store.models import Dossier, HumanTask
 
@@ -42,6 +42,8 @@ def task(actor, task_id):
             data["items"] = forms.TaskForm().lines(form["items"])
         try:
             result = dossiers.complete_task(s, actor_id=actor.id, task_id=task_id, data=data, note=form["reason"])
+        except NotAllowed:  # a refused permission is a 403 page, not a form error
+            raise
         except DomainError as exc:
             rollback()
             message, errors = error_text(exc), field_errors(exc)

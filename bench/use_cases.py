@@ -338,8 +338,9 @@ def child(args) -> dict:
     cases = {case: {"ms": med(ms), "x_raw": med(timed.ratio[case]), "n": len(ms)} for case, ms in timed.ms.items()}
     per = [sw["seconds"] / sw["dossiers_overdue"] for sw in swept if sw["dossiers_overdue"]]
     if per:
-        cases["timer_sweep"] = {"ms": med(per) * 1000, "n": len(per), "x_raw": med(
-            [sw["seconds"] / sw["dossiers_overdue"] / sw["raw_s"] for sw in swept if sw["dossiers_overdue"]])}
+        # Three sweeps are too few for ratios to one raw cycle each: against the process's median raw cycle.
+        raw_all = timed.raw_s + [sw["raw_s"] for sw in swept]
+        cases["timer_sweep"] = {"ms": med(per) * 1000, "n": len(per), "x_raw": med(per) / med(raw_all)}
     return {
         "tree": str(tree), "engine": importlib.import_module("engine").__file__, "db": url.split(":")[0],
         "raw_ms": med(timed.raw_s) * 1000, "cases": cases, "sweeps": swept, "seconds": time.perf_counter() - started,
@@ -552,12 +553,12 @@ def main() -> None:
                   for i, r in enumerate(results[db][side]) if "error" in r and not r["error"].startswith("skipped")]
         if errors:
             lines += ["", "Failed runs (— above; later repeats of a failed side were skipped): " + " | ".join(errors)]
-    lines += ["", "ms: median per call (a sweep: its time over the dossiers it flagged overdue), then median "
-              "of the repeats. × raw cycle: median of per-call ratios to a raw SpiffWorkflow cycle timed just before each "
-              "call in the same process. current / baseline: median over the repeats of the two sides' × raw cycle "
-              "figures divided, which cancels the shared machine's drifts between the two child runs (plain ms ratios "
-              "of the same code varied 0.5–1.6 on a busy machine, these 0.9–1.2); on the raw cycle row it is the plain "
-              "ratio, i.e. how much faster the machine was during the baseline's runs."]
+    lines += ["", "ms: median per call (a sweep: its time over the dossiers it flagged overdue; three sweeps), then "
+              "median of the repeats. × raw cycle: median of per-call ratios to a raw SpiffWorkflow cycle timed just "
+              "before each call in the same process (sweeps: against that process's median raw cycle). "
+              "current / baseline: median over the repeats of the two sides' × raw cycle figures divided, which cancels "
+              "the shared machine's drifts between two child runs (the ms columns give the plain ratio); on the raw "
+              "cycle row it is the plain ratio, i.e. how much slower the machine was during the current side's runs."]
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")

@@ -61,20 +61,14 @@ _ACTIONS = {  # what the refusal says was attempted
 }
 
 
-# --- the unit tree (cached; a unit never moves, a new one is picked up on first sight) -------------
-_PARENTS: dict[int, int | None] = {}
-
-
-def _parents(session: Session, unit_id: int) -> dict[int, int | None]:
-    if unit_id not in _PARENTS:
-        _PARENTS.clear()
-        _PARENTS.update((u, p) for u, p in session.execute(select(Unit.id, Unit.parent_id)))
-    return _PARENTS
+# --- the unit tree (a few hundred rows at most: read when a rule needs it, never cached stale) ------
+def _parents(session: Session) -> dict[int, int | None]:
+    return {u: p for u, p in session.execute(select(Unit.id, Unit.parent_id))}
 
 
 def unit_chain(session: Session, unit_id: int) -> list[int]:
     """The unit and its ancestors, nearest first."""
-    parents = _parents(session, unit_id)
+    parents = _parents(session)
     chain, current = [], unit_id
     while current is not None and current not in chain:
         chain.append(current)
@@ -84,12 +78,17 @@ def unit_chain(session: Session, unit_id: int) -> list[int]:
 
 def units_under(session: Session, unit_id: int) -> list[int]:
     """The unit and every unit below it."""
-    parents = _parents(session, unit_id)
-    return [u for u in parents if unit_id in unit_chain(session, u)]
-
-
-def forget_units() -> None:
-    _PARENTS.clear()
+    parents = _parents(session)
+    out = []
+    for unit in parents:
+        current, seen = unit, set()
+        while current is not None and current not in seen:
+            if current == unit_id:
+                out.append(unit)
+                break
+            seen.add(current)
+            current = parents.get(current)
+    return sorted(out)
 
 
 # --- questions -----------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from engine.access import policy
 from engine.catalog import calendar as calendar_mod
 from engine.errors import Conflict, NotFound
 from engine.store.models import (
@@ -214,4 +213,3 @@ def reset_caches() -> None:
     """Forget every per-process cache (tests that rebuild the database between cases)."""
     _VERSION_META.clear()
     calendar_mod.invalidate_calendar()
-    policy.forget_units()

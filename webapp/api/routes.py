@@ -275,7 +275,7 @@ def get_metrics(actor):
     if query["unit"] is not None:
         unit_id = session.scalar(select(Unit.id).where(Unit.code == query["unit"]))
         if unit_id is None:
-            raise NotFound(f"no unit {query['unit']}")
+            raise InvalidInput(f"no unit {query['unit']}", errors={"unit": "no such unit"})
         policy.require(actor, "reports.view", unit_id, session=session)
         unit_code = query["unit"]
     else:  # the unit the caller oversees, with the units below it

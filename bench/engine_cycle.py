@@ -22,9 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
-from bpmn_builder import Flow, Node, Process, render  # noqa: E402
+from raw_cycle import STEPS, RawCycler, ten_step_process  # noqa: E402  (this folder)
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from engine import catalog, dossiers  # noqa: E402
@@ -35,53 +34,6 @@ from engine.store.db import make_engine, make_sessionmaker  # noqa: E402
 from engine.store.models import HumanTask  # noqa: E402
 from engine.workflow import bpmn_xml, runtime  # noqa: E402
 from engine.workflow.workcal import WorkingCalendar  # noqa: E402
-
-STEPS = 10
-
-
-def ten_step_process() -> str:
-    lanes = [("Lane_mc", "Một cửa", "mot_cua")]
-    nodes = [Node("S", "startEvent", "start", "Lane_mc", 0)]
-    nodes += [Node(f"Task_{i}", "userTask", f"Bước {i}", "Lane_mc", i + 1, {"duration": "PT30M"}) for i in range(STEPS)]
-    nodes.append(Node("E", "endEvent", "end", "Lane_mc", STEPS + 1))
-    chain = ["S"] + [f"Task_{i}" for i in range(STEPS)] + ["E"]
-    flows = [Flow(f"F{i}", a, b) for i, (a, b) in enumerate(zip(chain, chain[1:]))]
-    return render(Process("Process_bench", "bench", lanes, nodes, flows))
-
-
-class RawCycler:
-    """One raw stock-serializer cycle per call, on an in-memory instance that restarts when done;
-    called right before each persisted completion so both see the same moment of the machine."""
-
-    def __init__(self, xml: str):
-        from SpiffWorkflow.bpmn.serializer.workflow import BpmnWorkflowSerializer
-        from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-        from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
-        from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
-        from SpiffWorkflow.util.task import TaskState
-
-        parser = SpiffBpmnParser(validator=VALIDATOR)
-        parser.add_bpmn_str(xml.encode())
-        self.spec = parser.get_spec("Process_bench")
-        self.serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
-        self.workflow_cls, self.ready = BpmnWorkflow, TaskState.READY
-        self.state = None
-
-    def __call__(self) -> float:
-        if self.state is None:
-            wf = self.workflow_cls(self.spec)
-            wf.do_engine_steps()
-            self.state = self.serializer.serialize_json(wf)
-        t0 = time.perf_counter()
-        wf = self.serializer.deserialize_json(self.state)
-        task = next(t for t in wf.tasks.values() if t.state == self.ready and t.task_spec.manual)
-        task.data.update({"decision": "approve"})
-        task.run()
-        wf.do_engine_steps()
-        state = self.serializer.serialize_json(wf)
-        elapsed = time.perf_counter() - t0
-        self.state = None if wf.is_completed() else state
-        return elapsed
 
 
 def raw_cycles(xml: str, rounds: int) -> tuple[float, float]:

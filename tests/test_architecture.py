@@ -113,7 +113,7 @@ def test_the_engine_imports_neither_flask_nor_the_web_app_and_only_the_wrapper_i
     assert bad == []
 
 
-def test_the_architecture_check_sees_a_write_outside_the_aggregate(tmp_path, monkeypatch):
+def test_the_architecture_check_sees_a_write_outside_the_aggregate():
     """The check above must be able to fail: a module that updates dossiers by hand is caught."""
     tree = ast.parse("from sqlalchemy import update\ndef f(s):\n    s.execute(update(Dossier).values(status='x'))\n")
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "update"]

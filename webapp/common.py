@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, current_app, g, redirect, request, session, url_for
+from flask import Blueprint, abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from engine import clock
@@ -72,15 +72,24 @@ def rollback():
     db.session().rollback()
 
 
-def visible(actor: Actor, code: str) -> Dossier:
-    """The dossier if the actor may see it; otherwise 404, as if it did not exist."""
+def form_refusal(exc: DomainError) -> tuple[str, dict[str, str]]:
+    """What to show on the form the user sent when a use case refused it. A missing permission is no
+    form error: it goes on to the error handler, which answers with the 403 page."""
+    rollback()
+    if isinstance(exc, NotAllowed):
+        raise exc
+    return error_text(exc), field_errors(exc)
+
+
+def visible(actor: Actor, code: str | None = None, *, dossier_id: int | None = None) -> Dossier:
+    """The dossier (by code or id) if the actor may see it; otherwise 404, as if it did not exist."""
     s = db.session()
     try:
-        dossier = views.find_dossier(s, code)
+        dossier = views.find_dossier(s, code) if code is not None else s.get(Dossier, dossier_id)
+        if dossier is None:
+            raise NotFound(f"no dossier #{dossier_id}")
         policy.require_view(s, actor, dossier)
     except NotFound:
-        from flask import abort
-
         abort(404)
     return dossier
 

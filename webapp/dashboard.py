@@ -8,7 +8,7 @@ from flask import Blueprint, abort, render_template, request
 from sqlalchemy import select
 
 from engine import clock
-from engine.access import policy
+from engine.access import directory, policy
 from engine.reporting import metrics
 from engine.store.models import Procedure, Unit
 
@@ -46,8 +46,7 @@ def _scope(actor):
     if not allowed:
         abort(403)
     units = dict(s.execute(select(Unit.id, Unit.code).where(Unit.id.in_(allowed))).all())
-    parents = dict(s.execute(select(Unit.id, Unit.parent_id).where(Unit.id.in_(allowed))).all())
-    codes = sorted(units[u] for u in allowed if parents[u] not in units)
+    codes = sorted(units[u] for u in directory.top_units(s, allowed))
     unit_code = request.args.get("don-vi") or codes[0]
     if unit_code not in units.values():
         abort(403)

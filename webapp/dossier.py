@@ -13,13 +13,13 @@ from flask import Response, abort, flash, g, redirect, render_template, request,
 from engine import clock, dossiers
 from engine.access import policy
 from engine.catalog import list_procedures
-from engine.errors import DomainError, InvalidInput, NotAllowed
+from engine.errors import DomainError, InvalidInput
 from engine.reporting import views
 from engine.store import files
-from engine.store.models import Dossier, DossierFile, ProcedureVersion
+from engine.store.models import DossierFile, ProcedureVersion
 
 from . import db, forms, i18n
-from .common import bp, error_text, field_errors, rollback, staff_required, uploaded_components, visible
+from .common import bp, form_refusal, staff_required, uploaded_components, visible
 from .exports import table_response
 
 
@@ -46,7 +46,7 @@ def file_view(actor, file_id):
     row = s.get(DossierFile, file_id)
     if row is None:
         abort(404)
-    visible(actor, s.get(Dossier, row.dossier_id).code)
+    visible(actor, dossier_id=row.dossier_id)
     response = Response(files.open_file(row.storage_key), mimetype=row.content_type)
     response.headers["Content-Disposition"] = f"inline; filename*=UTF-8''{quote(row.filename)}"
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -59,16 +59,13 @@ def dossier_action(code: str, action):
     dossier = visible(actor, code)
     try:
         action(dossier)
-    except NotAllowed:  # a refused permission is a 403 page, not a form error
-        raise
     except DomainError as exc:
-        rollback()
+        message, errors = form_refusal(exc)
         db.session().expire_all()
         dossier = visible(actor, code)
         ctx = views.dossier_page(db.session(), dossier, clock.now())
         ctx["markers"] = {"done": [], "current": [], "late": []}
-        return render_template("dossier.html", dossier=dossier, message=error_text(exc), errors=field_errors(exc),
-                               **ctx), 422
+        return render_template("dossier.html", dossier=dossier, message=message, errors=errors, **ctx), 422
     return redirect(url_for("ui.dossier_page", code=code))
 
 

@@ -14,7 +14,9 @@ class FormSchema(Schema):
 
     @pre_load
     def _strip(self, data, **_):
-        return {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+        """Trimmed; a field left empty counts as not sent (its default applies, or `required` speaks)."""
+        data = {k: (v.strip() if isinstance(v, str) else v) for k, v in data.items()}
+        return {k: v for k, v in data.items() if v not in ("", None)}
 
 
 def parse(schema: type[Schema], form) -> dict:
@@ -36,18 +38,16 @@ class ReceptionForm(FormSchema):
     channel = fields.String(load_default="counter", validate=validate.OneOf(CHANNELS))
     unit_code = fields.String(load_default=None)
 
-    @pre_load
-    def _defaults(self, data, **_):
-        return {k: v for k, v in data.items() if v not in ("", None) or k not in ("channel", "unit_code")}
-
 
 class TaskForm(FormSchema):
     decision = fields.String(load_default="")
     reason = fields.String(load_default="")
     items = fields.String(load_default="")
 
-    def lines(self, text: str) -> list[str]:
-        return [line.strip() for line in text.splitlines() if line.strip()]
+
+def lines(text: str) -> list[str]:
+    """A textarea's non-empty lines (one document to supplement per line)."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class ApologyForm(FormSchema):

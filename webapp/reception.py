@@ -6,12 +6,12 @@ from flask import abort, flash, redirect, render_template, request, url_for
 
 from engine import catalog, clock, dossiers
 from engine.access import policy
-from engine.errors import DomainError, NotAllowed
+from engine.errors import DomainError
 from engine.store.models import Procedure, Unit
 from engine.text import fold
 
 from . import db, forms, i18n
-from .common import bp, error_text, field_errors, rollback, staff_required, uploaded_components, visible
+from .common import bp, form_refusal, staff_required, uploaded_components, visible
 
 
 @bp.route("/tiep-nhan", methods=["GET", "POST"])
@@ -39,12 +39,9 @@ def reception(actor):
                 dossier = dossiers.receive_dossier(
                     s, actor_id=actor.id, procedure_code=chosen.code, channel=data["channel"],
                     applicant={k: data[k] for k in ("name", "id_number", "phone", "email", "address")},
-                    components=comps, unit_code=data["unit_code"] or None)
-            except NotAllowed:  # a refused permission is a 403 page, not a form error
-                raise
+                    components=comps, unit_code=data["unit_code"])
             except DomainError as exc:
-                rollback()
-                message, errors = error_text(exc), field_errors(exc)
+                message, errors = form_refusal(exc)
             else:
                 flash(f"Đã tiếp nhận hồ sơ {dossier.code}.", "success")
                 return redirect(url_for("ui.receipt_done", code=dossier.code))

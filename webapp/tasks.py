@@ -4,12 +4,12 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from engine import catalog, clock, dossiers
-from engine.errors import DomainError, NotAllowed
+from engine.errors import DomainError
 from engine.reporting import views
-from engine.store.models import Dossier, HumanTask
+from engine.store.models import HumanTask
 
 from . import db, forms, i18n
-from .common import bp, error_text, field_errors, rollback, staff_required, visible
+from .common import bp, form_refusal, staff_required, visible
 
 
 @bp.get("/hop-thu")
@@ -32,21 +32,18 @@ def task(actor, task_id):
     row = s.get(HumanTask, task_id)
     if row is None:
         abort(404)
-    dossier = visible(actor, s.get(Dossier, row.dossier_id).code)
+    dossier = visible(actor, dossier_id=row.dossier_id)
     message, errors = None, {}
     if request.method == "POST":
         form = forms.parse(forms.TaskForm, request.form)
         decision = form["decision"]
         data = {"decision": decision}
         if decision == "request_supplement":
-            data["items"] = forms.TaskForm().lines(form["items"])
+            data["items"] = forms.lines(form["items"])
         try:
             result = dossiers.complete_task(s, actor_id=actor.id, task_id=task_id, data=data, note=form["reason"])
-        except NotAllowed:  # a refused permission is a 403 page, not a form error
-            raise
         except DomainError as exc:
-            rollback()
-            message, errors = error_text(exc), field_errors(exc)
+            message, errors = form_refusal(exc)
         else:
             holders = ", ".join(sorted({i18n.ROLE.get(t.role, t.role) for t in result.next_tasks})) or \
                 i18n.STATUS[result.dossier.status]

@@ -10,6 +10,41 @@ from engine.access.passwords import hash_password
 from engine.errors import Conflict, InvalidInput, NotFound
 from engine.store.models import Role, RoleGrant, Unit, User
 
+
+def _parents(session: Session) -> dict[int, int | None]:
+    return dict(session.execute(select(Unit.id, Unit.parent_id)).all())
+
+
+def unit_chain(session: Session, unit_id: int) -> list[int]:
+    """The unit and its ancestors, nearest first (one query for the whole tree)."""
+    parents = _parents(session)
+    chain, current = [], unit_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = parents.get(current)
+    return chain
+
+
+def units_under(session: Session, unit_id: int) -> list[int]:
+    """The unit and every unit below it (one query for the whole tree)."""
+    children: dict[int | None, list[int]] = {}
+    for unit, parent in _parents(session).items():
+        children.setdefault(parent, []).append(unit)
+    found, stack = [], [unit_id]
+    while stack:
+        unit = stack.pop()
+        found.append(unit)
+        stack.extend(children.get(unit, []))
+    return found
+
+
+def top_units(session: Session, unit_ids: list[int]) -> list[int]:
+    """Those of `unit_ids` whose parent is not among them (the roots of what a user oversees)."""
+    parents = _parents(session)
+    held = set(unit_ids)
+    return [u for u in unit_ids if parents.get(u) not in held]
+
+
 UNIT_CODE_RE = re.compile(r"^[A-Za-z0-9.]{2,32}$")
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.access.actors import Actor
+from engine.access.directory import unit_chain, units_under
 from engine.errors import NotAllowed, NotFound
-from engine.store.models import Unit
 
 OWN, OVERSIGHT, ANYWHERE, TASK = "own", "oversight", "anywhere", "task"
 ANY_ROLE = None
@@ -59,36 +58,6 @@ _ACTIONS = {  # what the refusal says was attempted
     "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers", "catalog.manage": "manage the catalog",
     "process.design": "design processes", "bpmn.validate": "validate BPMN",
 }
-
-
-# --- the unit tree (a few hundred rows at most: read when a rule needs it, never cached stale) ------
-def _parents(session: Session) -> dict[int, int | None]:
-    return {u: p for u, p in session.execute(select(Unit.id, Unit.parent_id))}
-
-
-def unit_chain(session: Session, unit_id: int) -> list[int]:
-    """The unit and its ancestors, nearest first."""
-    parents = _parents(session)
-    chain, current = [], unit_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = parents.get(current)
-    return chain
-
-
-def units_under(session: Session, unit_id: int) -> list[int]:
-    """The unit and every unit below it."""
-    parents = _parents(session)
-    out = []
-    for unit in parents:
-        current, seen = unit, set()
-        while current is not None and current not in seen:
-            if current == unit_id:
-                out.append(unit)
-                break
-            seen.add(current)
-            current = parents.get(current)
-    return sorted(out)
 
 
 # --- questions -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from engine.access import policy
 from engine.access.actors import load_actor
 from engine.catalog.calendar import load_calendar
 from engine.errors import BpmnInvalid, Conflict, InvalidInput, NotFound, ProcedureNotAccepting, VersionImmutable
-from engine.store.db import begin_write
+from engine.store.db import write_transaction
 from engine.store.models import (
     LEVELS,
     ONLINE_LEVELS,
@@ -230,15 +230,10 @@ def _load(session: Session, directory: Path, report: list[str]) -> None:
 @contextmanager
 def _catalog_change(session: Session, actor_id: int | None, permission: str):
     """Begin the use case's write transaction, authorize, commit once on exit (roll back on error)."""
-    begin_write(session)
-    try:
+    with write_transaction(session):
         if actor_id is not None:
             policy.require(load_actor(session, actor_id), permission, session=session)
         yield
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
 
 
 def list_procedures(session: Session) -> list[Procedure]:

@@ -9,7 +9,7 @@ version column, so a write that somehow bypassed the lock would be refused, neve
 """
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.catalog import calendar as calendar_mod
@@ -46,6 +46,10 @@ class Record:
 
     def values(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_read"}
+
+    def saved(self) -> None:
+        """What was just written is now what was read."""
+        self.__dict__["_read"] = self.values()
 
     def __repr__(self) -> str:
         return f"Record({', '.join(f'{k}={v!r}' for k, v in self.values().items() if k != 'workflow_state')})"
@@ -94,7 +98,7 @@ def save(session: Session, dossier: Record) -> None:
     if result.rowcount != 1:  # cannot happen under the row lock; refuse rather than overwrite
         raise Conflict(f"dossier {dossier.code} was changed concurrently; try again")
     dossier.lock_version += 1
-    dossier.__dict__["_read"] = dossier.values()
+    dossier.saved()
 
 
 def next_sequence(session: Session, unit_code: str, day) -> int:
@@ -116,11 +120,15 @@ def insert_tasks(session: Session, tasks: list[Record]) -> None:
         session.connection().execute(insert(TASKS), [t.values() for t in tasks])
 
 
-def save_task(session: Session, task: Record) -> None:
-    changes = task.changes()
+def _save_row(session: Session, table, record: Record) -> None:
+    changes = record.changes()
     if changes:
-        session.connection().execute(update(TASKS).where(TASKS.c.id == task.id).values(**changes))
-        task.__dict__["_read"] = task.values()
+        session.connection().execute(update(table).where(table.c.id == record.id).values(**changes))
+        record.saved()
+
+
+def save_task(session: Session, task: Record) -> None:
+    _save_row(session, TASKS, task)
 
 
 def cancel_tasks(session: Session, dossier_id: int, now, task_ids: list[str] | None = None) -> None:
@@ -170,18 +178,8 @@ def part(session: Session, model, dossier_id: int) -> Record | None:
     return Record(row._mapping) if row is not None else None
 
 
-def count_parts(session: Session, model, dossier_id: int) -> int:
-    table = PARTS[model.__name__]
-    return session.connection().execute(
-        select(func.count()).select_from(table).where(table.c.dossier_id == dossier_id)).scalar_one()
-
-
 def save_part(session: Session, model, record: Record) -> None:
-    changes = record.changes()
-    if changes:
-        table = PARTS[model.__name__]
-        session.connection().execute(update(table).where(table.c.id == record.id).values(**changes))
-        record.__dict__["_read"] = record.values()
+    _save_row(session, PARTS[model.__name__], record)
 
 
 # --- immutable things, cached per process --------------------------------------------------------

@@ -18,6 +18,7 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,9 +28,9 @@ from engine.access.actors import Actor, load_actor
 from engine.catalog.calendar import working_calendar
 from engine.dossiers import aggregate, audit, outbox
 from engine.dossiers.aggregate import Record
-from engine.errors import DomainError, InvalidInput, NotAllowed, TaskNotReady, WorkflowError
+from engine.errors import DomainError, InvalidInput, TaskNotReady, WorkflowError
 from engine.reporting import counters
-from engine.store.db import begin_write
+from engine.store.db import write_transaction
 from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, WITHDRAWN, Apology, IdempotencyKey, Unit
 from engine.workflow import runtime
 from engine.workflow.workcal import WorkingCalendar
@@ -79,7 +80,7 @@ class DossierChange:
         return aggregate.part(self.session, model, self.dossier.id)
 
     def has_part(self, model) -> bool:
-        return aggregate.count_parts(self.session, model, self.dossier.id) > 0
+        return self.part(model) is not None
 
     # --- what the use case does ------------------------------------------------------------------
     def create(self, values: dict, instance: runtime.Instance) -> Record:
@@ -203,23 +204,18 @@ class DossierChange:
         for kind in kinds:
             outbox.record(self.session, d, kind, self.now)
         aggregate.save(self.session, d)
-        self._events, self._emitted = [], []
-        self._facts, self._status = counters.facts_of(d), d.status
 
 
 @contextmanager
 def _transaction(session: Session, change_holder: list):
+    """The use case's write transaction; a unique clash becomes the change's `on_duplicate`, if declared."""
     try:
-        yield
-        session.commit()
+        with write_transaction(session):
+            yield
     except IntegrityError:
-        session.rollback()
         duplicate = change_holder[0].on_duplicate if change_holder else None
         if duplicate is not None:
             raise duplicate from None
-        raise
-    except BaseException:
-        session.rollback()
         raise
 
 
@@ -230,7 +226,6 @@ def dossier_change(session: Session, *, actor_id: int | None, permission: str | 
     commit on exit. `permission=None` is for changes made by the system or by a citizen who proved
     who they are (the use case checks that itself)."""
     now = now or clock.now()
-    begin_write(session)
     holder: list[DossierChange] = []
     with _transaction(session, holder):
         actor = load_actor(session, actor_id) if actor_id is not None else None
@@ -254,22 +249,16 @@ def new_dossier(session: Session, *, actor_id: int, unit_code: str | None = None
     """Authorize receiving a dossier at the actor's desk (`unit_code` when they work at several);
     the use case then calls `change.create(...)`. Writes and commits on exit like `dossier_change`."""
     now = now or clock.now()
-    begin_write(session)
     holder: list[DossierChange] = []
     with _transaction(session, holder):
         actor = load_actor(session, actor_id)
-        desks = policy.units_for(session, actor, "dossier.receive")
         if unit_code is not None:
-            unit_id = session.connection().execute(
-                Unit.__table__.select().with_only_columns(Unit.id).where(Unit.code == unit_code)).scalar()
-            if unit_id is None or unit_id not in desks:
-                raise NotAllowed(f"receive a dossier: requires role mot_cua in unit {unit_code}")
-        elif len(desks) == 1:
-            unit_id = desks[0]
-        elif not desks:
-            raise NotAllowed("receive a dossier: requires role mot_cua in the unit")
+            unit_id = session.execute(select(Unit.id).where(Unit.code == unit_code)).scalar()
         else:
-            raise InvalidInput("you work at several desks: name the receiving unit", errors={"unit_code": "required"})
+            desks = policy.units_for(session, actor, "dossier.receive")
+            if len(desks) > 1:
+                raise InvalidInput("you work at several desks: name the receiving unit", errors={"unit_code": "required"})
+            unit_id = desks[0] if desks else None
         policy.require(actor, "dossier.receive", unit_id, session=session)
         change = DossierChange(session, actor, now, unit_id=unit_id)
         holder.append(change)

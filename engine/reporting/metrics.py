@@ -17,6 +17,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from engine.access import directory
 from engine.clock import VN_TZ
 from engine.store.models import (
     OPEN_STATUSES,
@@ -59,19 +60,9 @@ def config(session: Session) -> dict:
 
 
 def units_under(session: Session, unit_code: str) -> list[int]:
-    """The unit and every unit below it (one query for the whole tree)."""
+    """The unit named by its code and every unit below it."""
     root = session.scalar(select(Unit.id).where(Unit.code == unit_code))
-    if root is None:
-        return []
-    children: dict[int | None, list[int]] = {}
-    for unit_id, parent_id in session.execute(select(Unit.id, Unit.parent_id)):
-        children.setdefault(parent_id, []).append(unit_id)
-    found, stack = [], [root]
-    while stack:
-        unit = stack.pop()
-        found.append(unit)
-        stack.extend(children.get(unit, []))
-    return found
+    return directory.units_under(session, root) if root is not None else []
 
 
 def _scope(session, unit_code, procedure_code, field=None) -> tuple[list[int] | None, list[int] | None]:

@@ -3,11 +3,13 @@ queue counts, the register (form 07), the public look-up with its history."""
 from __future__ import annotations
 
 import hmac
+from datetime import datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.access.actors import Actor
+from engine.clock import VN_TZ
 from engine.errors import NotFound
 from engine.reporting.slip import control_slip
 from engine.store.models import (
@@ -157,10 +159,6 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
 def register(session: Session, unit_ids: list[int], start, end, field: str = "") -> list[tuple]:
     """Sổ theo dõi (form 07): dossiers received at `unit_ids` from `start` to `end` (local days,
     inclusive), with their procedure and unit, in one query."""
-    from datetime import datetime, time, timedelta
-
-    from engine.clock import VN_TZ
-
     stmt = (select(Dossier, Procedure, Unit).join(Procedure, Procedure.id == Dossier.procedure_id)
             .join(Unit, Unit.id == Dossier.unit_id)
             .where(Dossier.unit_id.in_(unit_ids),

@@ -1,6 +1,7 @@
 """Database plumbing: engine/session factory, the declarative base and a UTC datetime type."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timezone
 
 from sqlalchemy import DateTime, create_engine, event
@@ -86,6 +87,18 @@ def begin_write(session: Session) -> None:
             raise PendingChanges("commit or roll back the session's own changes before calling a use case")
         session.rollback()
     session.connection(execution_options={WRITE_OPTION: True})
+
+
+@contextmanager
+def write_transaction(session: Session):
+    """A use case's transaction: begun with `begin_write`, committed once on success, rolled back on any error."""
+    begin_write(session)
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

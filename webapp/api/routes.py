@@ -11,7 +11,7 @@ from flask import current_app, jsonify, request
 from sqlalchemy import select
 
 from engine import catalog, clock, dossiers
-from engine.access import policy, ratelimit, tokens
+from engine.access import directory, policy, ratelimit, tokens
 from engine.catalog.calendar import load_calendar
 from engine.errors import InvalidInput, NotFound
 from engine.reporting import metrics, views
@@ -279,7 +279,8 @@ def get_metrics(actor):
         policy.require(actor, "reports.view", unit_id, session=session)
         unit_code = query["unit"]
     else:  # the unit the caller oversees, with the units below it
-        tops = sorted(session.get(Unit, u).code for u in allowed if session.get(Unit, u).parent_id not in allowed)
+        top = directory.top_units(session, allowed)
+        tops = sorted(session.scalars(select(Unit.code).where(Unit.id.in_(top))))
         if len(tops) != 1:
             raise InvalidInput("you oversee several units: name one", errors={"unit": f"one of {', '.join(tops)}"})
         unit_code = tops[0]

@@ -12,9 +12,10 @@ from engine.access import directory
 from engine.clock import VN_TZ
 from engine.dossiers import audit, timers
 from engine.errors import DomainError
+from engine.reporting import slip as form06
 from engine.store import schema
 from engine.store.db import make_engine, make_sessionmaker
-from engine.store.models import HumanTask
+from engine.store.models import Dossier, HumanTask
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 RESULT_VI = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn", None: "Đang xử lý"}
@@ -35,15 +36,16 @@ def _fmt(value: datetime | None) -> str:
     return value.astimezone(VN_TZ).strftime("%H:%M %d/%m/%Y") if value else "—"
 
 
-def _print_slip(session, dossier) -> None:
-    session.refresh(dossier)
+def _print_slip(session, record) -> None:
+    session.rollback()  # see the use cases' commits
+    dossier = session.get(Dossier, record.id)
     flags = (" · Quá hạn" if dossier.overdue else "") + (" · Đã xin lỗi" if dossier.apologized else "")
     print(f"\n{dossier.code}  {dossier.procedure.name}")
     print(f"  Trạng thái: {STATUS_VI[dossier.status]}{flags}")
     print(f"  Tiếp nhận: {_fmt(dossier.received_at)}   Hẹn trả: {_fmt(dossier.due_at)}")
     print("  Phiếu kiểm soát quá trình giải quyết hồ sơ (mẫu 06):")
     print(f"  {'Bước':<40} {'Bàn giao':<17} {'Hạn':<17} {'Xong':<17} {'Người nhận':<16} Kết quả")
-    for row in audit.control_slip(session, dossier):
+    for row in form06.control_slip(session, dossier.id):
         print(f"  {row.step_name[:40]:<40} {_fmt(row.handed_at):<17} {_fmt(row.due_at):<17} "
               f"{_fmt(row.finished_at):<17} {(row.receiver or '')[:16]:<16} {RESULT_VI[row.result]}"
               + (f" ({row.decision})" if row.decision and row.decision != "approve" else ""))

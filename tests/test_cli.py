@@ -51,3 +51,14 @@ def test_timers_run_once_at_a_given_time(db_url, office, session, monkeypatch):
     result = run(["timers", "run", "--once", "--now", "2026-11-06T08:00:00+07:00"], db_url, monkeypatch)
     assert result.exit_code == 0
     assert "1 dossiers overdue, 1 steps late" in result.output
+
+
+def test_the_readme_demo_seeds_its_office_and_prints_intact_control_slips(tmp_path, monkeypatch):
+    """`make demo` runs `motcua demo`: the seeding must walk its dossiers to the end without an error."""
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "demo.sqlite3"
+    result = CliRunner().invoke(main, ["demo", "--no-serve", "--database", str(database)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Phiếu kiểm soát quá trình giải quyết hồ sơ (mẫu 06)" in result.output
+    assert "Nhật ký kiểm toán: nguyên vẹn" in result.output and "BỊ SỬA ĐỔI" not in result.output
+    assert "yêu cầu bổ sung lần hai bị từ chối" in result.output

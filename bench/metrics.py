@@ -120,7 +120,7 @@ def main() -> None:
             ("headline, province, one month", lambda: metrics.summary(s, *month, unit_code="T40")),
             ("headline, province, twelve months", lambda: metrics.summary(s, *year, unit_code="T40")),
             ("headline, one commune, twelve months", lambda: metrics.summary(s, *year, unit_code="T40.007")),
-            ("headline, one procedure, twelve months", lambda: metrics.summary(s, *year, procedure_code="2.000720")),
+            ("headline, one procedure, twelve months", lambda: metrics.summary(s, *year, procedure_code="1.001612")),
             ("table per unit (101 rows), one month", lambda: metrics.by_unit(s, *month)),
             ("table per unit, twelve months", lambda: metrics.by_unit(s, *year)),
             ("table per procedure, twelve months", lambda: metrics.by_procedure(s, *year, unit_code="T40")),

@@ -18,7 +18,7 @@ schema of the PostgreSQL database `bench` dropped and recreated (the database is
 the tests' database `test` is refused).
 
 A child sets up an office with the CLI (`init-db`, `load-processes`, `units add`, `users add`, run
-in-process through `motcua.cli`), then drives 4 × N dossiers of the shipped procedure 2.000720
+in-process through `motcua.cli`), then drives 4 × N dossiers of the shipped procedure 1.001612
 (mot_cua → chuyen_vien → lanh_dao_phong → lanh_dao → van_thu) through every write use case with fixed
 `now=` times from Monday 2 November 2026 (Asia/Ho_Chi_Minh):
 
@@ -67,7 +67,7 @@ VN = ZoneInfo("Asia/Ho_Chi_Minh")
 DEFAULT_BASELINE = "007de06"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 MARKER = "USE_CASES_JSON "
-PROCEDURE = "2.000720"
+PROCEDURE = "1.001612"
 UNIT = "H40.1"
 ROLES = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 APPLICANT = {"name": "Nguyễn Văn An", "id_number": "017090001234", "phone": "0912345678",
@@ -236,7 +236,8 @@ def child(args) -> dict:
             approve("complete_task", a_id, "chuyen_vien", vn(2026, 11, 2, 10, 0))
             timed("request_supplement", dossiers.complete_task, s, actor_id=actor["chuyen_vien"],
                   task_id=task_id(b_id, "chuyen_vien"),
-                  data={"decision": "request_supplement", "items": ["Giấy đề nghị có chữ ký chủ hộ"]},
+                  data={"decision": "request_supplement", "items": [
+                      {"component": "GIAYDENGHI", "problem": "Giấy đề nghị có chữ ký chủ hộ"}]},
                   note="Giấy đề nghị thiếu chữ ký", now=vn(2026, 11, 2, 10, 0))
             timed("issue_apology", dossiers.issue_apology, s, actor_id=actor["lanh_dao"], dossier_code=c_code,
                   reason="Chờ xác minh", new_due_at=vn(2026, 11, 10, 17, 0), now=vn(2026, 11, 2, 11, 0))

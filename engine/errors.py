@@ -52,6 +52,12 @@ class SupplementAlreadyRequested(Conflict):
     code = "supplement_already_requested"
 
 
+class LateSupplementRequest(Conflict):
+    """The window for a supplement request has passed: the caller must confirm it knows (L10)."""
+
+    code = "supplement_request_late"
+
+
 class SupplementNotRequested(Conflict):
     code = "supplement_not_requested"
 

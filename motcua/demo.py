@@ -99,7 +99,7 @@ def run(database: str | None = None) -> None:
     h = timedelta(hours=1)
 
     # 1. Business-household registration, on time, result handed over.
-    d1 = receive("2.000720", monday, "Nguyễn Văn An", "017090001234")
+    d1 = receive("1.001612", monday, "Nguyễn Văn An", "017090001234")
     for i in range(5):
         step(d1, monday + (i + 1) * h)
     with factory() as s:
@@ -109,7 +109,7 @@ def run(database: str | None = None) -> None:
     d2 = receive("1.009994", monday + h, "Bùi Thị Hoa", "017185004321")
     step(d2, monday + 2 * h)
     step(d2, monday + 26 * h, "request_supplement", note="Bản vẽ thiếu mặt cắt",
-         items=["Bổ sung bản vẽ mặt cắt công trình"])
+         items=[{"component": "BANVE", "problem": "Bổ sung bản vẽ mặt cắt công trình"}])
     with factory() as s:
         dossiers.deliver_supplement(s, actor_id=ids["mot_cua"], dossier_code=d2.code,
                                     components=[{"code": "BANVE", "filename": "banve-bosung.pdf",
@@ -117,7 +117,7 @@ def run(database: str | None = None) -> None:
                                     note="Công dân nộp bổ sung", now=monday + timedelta(days=3, hours=1))
     try:
         step(d2, monday + timedelta(days=4), "request_supplement", note="Thiếu giấy tờ khác",
-             items=["Giấy tờ khác"])
+             items=[{"component": "DONDENGHI", "problem": "Giấy tờ khác"}])
     except DomainError as exc:
         print(f"\n[{d2.code}] yêu cầu bổ sung lần hai bị từ chối: {exc.message}")
     step(d2, monday + timedelta(days=4, hours=2))
@@ -133,7 +133,7 @@ def run(database: str | None = None) -> None:
                                now=monday + timedelta(days=2, hours=1))
 
     # 4. Business-household registration refused after appraisal.
-    d4 = receive("2.000720", monday + 2 * h, "Vũ Thị Lan", "017095007777")
+    d4 = receive("1.001612", monday + 2 * h, "Vũ Thị Lan", "017095007777")
     step(d4, monday + 3 * h)
     step(d4, monday + 4 * h, "refuse", note="Ngành nghề kinh doanh thuộc danh mục cấm")
 
@@ -150,13 +150,17 @@ APPLICANTS = ["Nguyễn Thị Hằng", "Trần Văn Dũng", "Lê Minh Tuấn", "
               "Lý Văn Phúc", "Mai Thị Thảo", "Trịnh Công Sơn", "Phan Thị Thu", "Võ Minh Khang", "Đinh Văn Lộc"]
 
 
+# The application form of each shipped procedure (what a missing signature is asked on).
+FORM_COMPONENT = {"1.001612": "GIAYDENGHI", "1.009994": "DONDENGHI", "1.001193": "TOKHAI"}
+
+
 def _living_office(factory, ids, receive, step, comps, monday) -> None:
     """A few dozen more dossiers over the last two weeks, left at every stage, so the screens look
     like a working office: fresh, in progress, waiting for the citizen, overdue, finished, returned."""
     import random
 
     rng = random.Random(766)
-    codes = ["2.000720", "1.009994", "1.001193"]
+    codes = ["1.001612", "1.009994", "1.001193"]
     now = clock.now()
     made = 0
     for day in range(12):
@@ -179,7 +183,7 @@ def _living_office(factory, ids, receive, step, comps, monday) -> None:
                 continue
             if progress == "supplement":
                 step(d, t + timedelta(hours=2), "request_supplement", note="Hồ sơ chưa đủ chữ ký",
-                     items=["Bổ sung chữ ký của người đề nghị trên đơn"])
+                     items=[{"component": FORM_COMPONENT[code], "problem": "Bổ sung chữ ký của người đề nghị trên đơn"}])
                 continue
             if progress == "late":
                 continue  # left at the specialist: the sweep below marks it overdue if its time has passed

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from engine import catalog, dossiers
 from engine.access import directory
+from engine.catalog.calendar import install_shipped_calendar
 from engine.clock import VN_TZ
 from engine.store import schema
 from engine.store.db import make_engine, make_sessionmaker
@@ -88,6 +89,8 @@ def db_url(request, tmp_path) -> str:
         doomed = [t for t in tables if t not in KEEP_TABLES]
         if doomed:
             conn.execute(text(f"TRUNCATE {', '.join(doomed)} RESTART IDENTITY CASCADE"))
+        # The calendar in force is law data the migrations ship: put it back as a fresh database has it.
+        install_shipped_calendar(conn)
     eng.dispose()
     return url
 
@@ -147,13 +150,32 @@ def office(session) -> Office:
     return Office("H40.1", users)
 
 
+def item(problem: str, component: str = "GIAYDENGHI") -> dict:
+    """One requested supplement item: a component of the procedure and what is wrong with it."""
+    return {"component": component, "problem": problem}
+
+
+def figures_of(m: dict) -> dict:
+    """A metrics summary (engine.reporting.metrics.summary, GET /api/v1/metrics) as {drill-down kind: count}."""
+    return {
+        "received": m["received"]["total"], "received_online": m["received"]["online"],
+        "received_counter": m["received"]["counter"], "received_post": m["received"]["post"],
+        "finished": m["finished"]["total"], "finished_early": m["finished"]["early"],
+        "finished_on_time": m["finished"]["on_time"], "finished_late": m["finished"]["late"],
+        "finished_late_apologized": m["finished"]["late_with_apology"], "in_progress": m["in_progress"]["total"],
+        "in_progress_overdue": m["in_progress"]["overdue"], "withdrawn": m["withdrawn"],
+        "overdue_without_apology": m["overdue_without_apology"], "supplemented": m["supplement_requests"],
+        "digitised": m["received"]["total"],
+    }
+
+
 def pdf(tag: str = "x") -> bytes:
     return b"%PDF-1.4\n" + tag.encode() + b"\n%%EOF\n"
 
 
 def components_for(code: str) -> list[dict]:
     required = {
-        "2.000720": ["GIAYDENGHI"],
+        "1.001612": ["GIAYDENGHI"],
         "1.001193": ["TOKHAI", "GIAYCHUNGSINH"],
         "1.009994": ["DONDENGHI", "QUYENSDD", "BANVE"],
     }[code]
@@ -164,7 +186,7 @@ APPLICANT = {"name": "Nguyễn Văn An", "id_number": "017090001234", "phone": "
              "email": "an@example.vn", "address": "Xóm Đồng, xã Tân Lạc, tỉnh Phú Thọ"}
 
 
-def receive(session, office, code="2.000720", at=None, channel="counter"):
+def receive(session, office, code="1.001612", at=None, channel="counter"):
     """Receive a dossier at the office's desk; returns it as an ORM object of `session`."""
     from engine.store.models import Dossier
 
@@ -209,3 +231,39 @@ def as_orm(session, record):
     from engine.store.models import Dossier
 
     return session.get(Dossier, record.id)
+
+
+# --- a live server and a browser (tests/test_browser.py, tests/test_forms_print.py) ---------------
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LIVE_APPS: list = []  # the running app, so a test can move its clock seam (MOTCUA_NOW)
+
+
+@pytest.fixture
+def live_server(db_url, office, upload_dir):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+
+    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test", "SESSION_COOKIE_SECURE": False})
+    LIVE_APPS.append(app)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt-get)")
+    from playwright import sync_api as playwright_api
+
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()

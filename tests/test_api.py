@@ -3,7 +3,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import APPLICANT, bearer, pdf
+from conftest import APPLICANT, bearer, item, pdf
 from sqlalchemy import func, select
 
 from engine import clock
@@ -17,8 +17,8 @@ def b64(content: bytes) -> str:
     return base64.b64encode(content).decode()
 
 
-def dossier_body(code="2.000720", **extra):
-    comps = {"2.000720": ["GIAYDENGHI"], "1.009994": ["DONDENGHI", "QUYENSDD", "BANVE"]}[code]
+def dossier_body(code="1.001612", **extra):
+    comps = {"1.001612": ["GIAYDENGHI"], "1.009994": ["DONDENGHI", "QUYENSDD", "BANVE"]}[code]
     body = {"procedure_code": code, "channel": "counter", "applicant": APPLICANT,
             "components": [{"code": c, "filename": f"{c.lower()}.pdf", "content_base64": b64(pdf(c))} for c in comps]}
     body.update(extra)
@@ -69,7 +69,7 @@ def test_request_too_large_is_413(app, client, office):
 
 def test_catalog_is_public_and_procedure_creation_is_admin_only(client, office):
     listed = client.get("/api/v1/procedures").get_json()
-    assert sorted(p["code"] for p in listed) == ["1.001193", "1.009994", "2.000720"]
+    assert sorted(p["code"] for p in listed) == ["1.001193", "1.001612", "1.009994"]
     one = client.get("/api/v1/procedures/1.009994").get_json()
     assert one["statutory_days"] == 15 and one["versions"][0]["status"] == "published"
     assert_problem(client.get("/api/v1/procedures/9.999999"), 404)
@@ -86,19 +86,19 @@ def test_catalog_is_public_and_procedure_creation_is_admin_only(client, office):
 
 
 def test_versions_submit_validate_publish(client, office):
-    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text()
     designer, admin = bearer(client, "designer1"), bearer(client, "admin1")
-    bad = client.post("/api/v1/procedures/2.000720/versions", json={"bpmn": "<definitions"}, headers=designer)
+    bad = client.post("/api/v1/procedures/1.001612/versions", json={"bpmn": "<definitions"}, headers=designer)
     assert assert_problem(bad, 422, "bpmn_invalid")["errors"][0]["code"] == "xml_not_well_formed"
-    v = client.post("/api/v1/procedures/2.000720/versions", json={"bpmn": xml.replace("PT4H", "PT3H"), "notes": "v2"},
+    v = client.post("/api/v1/procedures/1.001612/versions", json={"bpmn": xml.replace("PT4H", "PT3H"), "notes": "v2"},
                     headers=designer)
     assert v.status_code == 201 and v.get_json() == {"number": 2, "problems": []}
-    assert_problem(client.post("/api/v1/procedures/2.000720/versions/2/publish", json={"effective_from": "2026-12-01"},
+    assert_problem(client.post("/api/v1/procedures/1.001612/versions/2/publish", json={"effective_from": "2026-12-01"},
                                headers=designer), 403)
-    ok = client.post("/api/v1/procedures/2.000720/versions/2/publish", json={"effective_from": "2026-12-01"},
+    ok = client.post("/api/v1/procedures/1.001612/versions/2/publish", json={"effective_from": "2026-12-01"},
                      headers=admin)
     assert ok.status_code == 200 and ok.get_json()["status"] == "published"
-    assert_problem(client.post("/api/v1/procedures/2.000720/versions/2/publish", json={"effective_from": "2026-12-02"},
+    assert_problem(client.post("/api/v1/procedures/1.001612/versions/2/publish", json={"effective_from": "2026-12-02"},
                                headers=admin), 409, "version_immutable")
     check = client.post("/api/v1/bpmn/validate", json={"bpmn": "<a><b></a>"}, headers=designer)
     assert check.status_code == 200 and check.get_json()["valid"] is False
@@ -112,7 +112,7 @@ def test_receive_and_read_a_dossier_with_unit_authorization(client, office, froz
     assert created["code"] == "H40.1-261102-0001" and created["status"] == "received"
     assert created["due_at"] == "2026-11-05T17:00:00+07:00"
     view = client.get(f"/api/v1/dossiers/{created['code']}", headers=bearer(client, "chuyen_vien1")).get_json()
-    assert view["procedure_code"] == "2.000720" and view["version"] == 1
+    assert view["procedure_code"] == "1.001612" and view["version"] == 1
     assert view["open_tasks"][0]["role"] == "mot_cua" and view["timeline"][0]["finished"] is None
     # Another commune's staff cannot see it: the same answer as for a code that does not exist.
     assert_problem(client.get(f"/api/v1/dossiers/{created['code']}", headers=bearer(client, "cv_khac")), 404)
@@ -165,7 +165,7 @@ def test_tasks_complete_supplement_apology_and_result(client, office, frozen):
     appraisal = client.get("/api/v1/tasks", headers=cv).get_json()[0]
     assert_problem(client.post(f"/api/v1/dossiers/{code}/supplements", json={"components": []}, headers=desk), 409,
                    "supplement_not_requested")
-    req = {"data": {"decision": "request_supplement", "items": ["Giấy đề nghị có chữ ký"]}, "note": "Thiếu chữ ký"}
+    req = {"data": {"decision": "request_supplement", "items": [item("Giấy đề nghị có chữ ký")]}, "note": "Thiếu chữ ký"}
     done = client.post(f"/api/v1/tasks/{appraisal['id']}/complete", json=req, headers=cv)
     assert done.get_json()["status"] == "awaiting_supplement"
     sup = {"components": [{"code": "GIAYDENGHI", "filename": "moi.pdf", "content_base64": b64(pdf("moi"))}]}
@@ -176,8 +176,16 @@ def test_tasks_complete_supplement_apology_and_result(client, office, frozen):
     second = client.get("/api/v1/tasks", headers=cv).get_json()[0]
     assert_problem(client.post(f"/api/v1/tasks/{second['id']}/complete", json=req, headers=cv), 409,
                    "supplement_already_requested")
+    # The desk records an apology only with the leader who signed it (L12).
+    assert_problem(client.post(f"/api/v1/dossiers/{code}/apologies",
+                               json={"reason": "Chờ xác minh", "new_due_at": "2026-11-13T17:00:00+07:00"}, headers=desk),
+                   422)
+    assert_problem(client.post(f"/api/v1/dossiers/{code}/apologies",
+                               json={"reason": "Chờ xác minh", "new_due_at": "2026-11-13T17:00:00+07:00",
+                                     "signed_by_id": office["chuyen_vien"]}, headers=desk), 422)
     apology = client.post(f"/api/v1/dossiers/{code}/apologies",
-                          json={"reason": "Chờ xác minh", "new_due_at": "2026-11-13T17:00:00+07:00"}, headers=desk)
+                          json={"reason": "Chờ xác minh", "new_due_at": "2026-11-13T17:00:00+07:00",
+                                "signed_by_id": office["lanh_dao"]}, headers=desk)
     assert apology.status_code == 201 and apology.get_json()["late"] is False
     assert_problem(client.post(f"/api/v1/dossiers/{code}/apologies",
                                json={"reason": "Lần hai", "new_due_at": "2026-11-20T17:00:00+07:00"}, headers=desk),
@@ -284,6 +292,6 @@ def test_procedure_with_expired_legal_basis_leaves_the_public_catalog(client, se
     catalog.get_procedure(session, "1.009994").legal_bases[0].expires_on = date(2020, 1, 1)
     session.commit()
     listed = {p["code"] for p in client.get("/api/v1/procedures").get_json()}
-    assert listed == {"1.001193", "2.000720"}
+    assert listed == {"1.001193", "1.001612"}
     assert_problem(client.post("/api/v1/dossiers", json=dossier_body("1.009994"), headers=bearer(client, "mot_cua1")),
                    409, "procedure_not_accepting")

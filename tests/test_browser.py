@@ -1,11 +1,9 @@
 """End to end in a real browser (Playwright driving Debian's Chromium) against a live server."""
 import re
 import shutil
-import threading
-from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import LIVE_APPS, ROOT
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -14,36 +12,6 @@ ID_NUMBER = "017090001234"
 PASSWORD = "matkhau-123"
 
 pytestmark = pytest.mark.sqlite_only  # the UI over the same engine; the engine itself runs on both databases
-
-
-LIVE_APPS: list = []  # the running app, so a test can move its clock seam (MOTCUA_NOW)
-
-
-@pytest.fixture
-def live_server(db_url, office, upload_dir):
-    from werkzeug.serving import make_server
-
-    from webapp import create_app
-
-    app = create_app({"DATABASE_URL": db_url, "SECRET_KEY": "browser-test", "SESSION_COOKIE_SECURE": False})
-    LIVE_APPS.append(app)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed (.ci/run installs it with apt-get)")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
 
 
 class Desk:
@@ -74,8 +42,9 @@ class Desk:
         form = self.page.locator("form.decision", has=self.page.locator(f"button:text-is('{label}')"))
         if reason is not None:
             form.locator("textarea[name=reason]").fill(reason)
-        if items is not None:
-            form.locator("textarea[name=items]").fill(items)
+        for code, problem in (items or {}).items():
+            form.locator(f"input[name=thanh-phan][value={code}]").check()
+            form.locator(f"input[name=van-de-{code}]").fill(problem)
         form.locator("button[type=submit]").click()
         self.page.wait_for_load_state()
 
@@ -91,7 +60,7 @@ def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
 
     # Reception: procedure, applicant, the required scan; the appointment is shown before saving.
     page.goto(f"{live_server}/tiep-nhan")
-    page.select_option("#thu-tuc", "2.000720")
+    page.select_option("#thu-tuc", "1.001612")
     page.click("button:text('Chọn')")
     assert "Ngày hẹn trả (dự kiến)" in page.content()
     page.fill("#f-applicant-name", "Nguyễn Văn An")
@@ -126,7 +95,8 @@ def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
     sp = specialist.login("chuyen_vien1")
     specialist.open_task_of(code)
     shot(sp, "task")
-    specialist.decide("Yêu cầu bổ sung", reason="Giấy đề nghị thiếu chữ ký", items="Giấy đề nghị có chữ ký chủ hộ")
+    specialist.decide("Yêu cầu bổ sung", reason="Giấy đề nghị thiếu chữ ký",
+                      items={"GIAYDENGHI": "Giấy đề nghị có chữ ký chủ hộ"})
     assert "Đã yêu cầu bổ sung" in sp.content()
 
     # The desk records the supplement: the dossier is processed again with a new appointment.
@@ -245,7 +215,7 @@ def test_designer_adds_a_step_sees_the_problem_on_the_diagram_fixes_it_and_a_fut
     from engine.clock import VN_TZ
     designer = Desk(browser, live_server)
     page = designer.login("designer1")
-    page.goto(f"{live_server}/thiet-ke/2.000720")
+    page.goto(f"{live_server}/thiet-ke/1.001612")
     page.wait_for_selector("#canvas[data-ready='1']", timeout=15000)
     # Add a step in the specialist's lane, between reception and appraisal (the API a modeler's palette uses).
     page.evaluate("""() => {
@@ -276,7 +246,7 @@ def test_designer_adds_a_step_sees_the_problem_on_the_diagram_fixes_it_and_a_fut
     # The admin publishes it from tomorrow; until then reception keeps using version 1.
     admin = Desk(browser, live_server)
     ap = admin.login("admin1")
-    ap.goto(f"{live_server}/quan-tri/thu-tuc/2.000720")
+    ap.goto(f"{live_server}/quan-tri/thu-tuc/1.001612")
     ap.fill("#eff-2", "2026-12-01")
     ap.click("form:has(#eff-2) button")
     assert "Đã công bố phiên bản 2" in ap.content()
@@ -295,7 +265,7 @@ def test_designer_adds_a_step_sees_the_problem_on_the_diagram_fixes_it_and_a_fut
         live_app.config["MOTCUA_NOW"] = at
         token = ap.request.post(f"{live_server}/api/v1/auth/token",
                                 data={"username": "mot_cua1", "password": PASSWORD}).json()["token"]
-        body = {"procedure_code": "2.000720", "channel": "counter", "applicant": APPLICANT,
+        body = {"procedure_code": "1.001612", "channel": "counter", "applicant": APPLICANT,
                 "components": [{"code": "GIAYDENGHI", "filename": "d.pdf",
                                 "content_base64": base64.b64encode(b"%PDF-1.4 x").decode()}]}
         code = ap.request.post(f"{live_server}/api/v1/dossiers", data=body,

@@ -2,7 +2,7 @@
 from datetime import date
 
 import pytest
-from conftest import APPLICANT, components_for, open_task, pdf, receive, vn
+from conftest import APPLICANT, components_for, item, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -92,21 +92,21 @@ def test_missing_required_component_is_named_and_nothing_is_written(session, off
 
 
 def test_a_component_the_procedure_does_not_list_is_refused(session, office):
-    comps = components_for("2.000720") + [{"code": "SOHOKHAU", "filename": "shk.pdf", "content": pdf()}]
+    comps = components_for("1.001612") + [{"code": "SOHOKHAU", "filename": "shk.pdf", "content": pdf()}]
     with pytest.raises(InvalidInput) as err:
-        dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="counter",
+        dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="1.001612", channel="counter",
                                  applicant=APPLICANT, components=comps, now=vn(2026, 11, 2, 9, 0))
     assert "SOHOKHAU" in str(err.value.errors)
 
 
 def test_only_a_one_stop_officer_receives(session, office):
     with pytest.raises(NotAllowed):
-        dossiers.receive_dossier(session, actor_id=office["chuyen_vien"], procedure_code="2.000720",
-                                 channel="counter", applicant=APPLICANT, components=components_for("2.000720"))
+        dossiers.receive_dossier(session, actor_id=office["chuyen_vien"], procedure_code="1.001612",
+                                 channel="counter", applicant=APPLICANT, components=components_for("1.001612"))
 
 
 def test_expired_legal_basis_stops_new_dossiers(session, office):
-    proc = catalog.get_procedure(session, "2.000720")
+    proc = catalog.get_procedure(session, "1.001612")
     proc.legal_bases[1].expires_on = date(2026, 11, 1)
     session.commit()
     with pytest.raises(ProcedureNotAccepting):
@@ -165,12 +165,13 @@ def test_inbox_lists_only_the_users_roles_and_units(session, office):
 def test_supplement_once_restarts_the_clock_and_a_second_request_changes_nothing(session, office):
     d = to_appraisal(session, office)
     complete(session, office, d, "chuyen_vien", "request_supplement", when=vn(2026, 11, 3, 10, 0),
-             note="Giấy đề nghị thiếu chữ ký", items=["Giấy đề nghị có chữ ký chủ hộ"])
+             note="Giấy đề nghị thiếu chữ ký", items=[item("Giấy đề nghị có chữ ký chủ hộ")])
     session.refresh(d)
     assert d.status == AWAITING_SUPPLEMENT
     assert inbox(session, office["chuyen_vien"]) == []
     req = session.scalar(select(SupplementRequest))
-    assert req.within_window and req.items == ["Giấy đề nghị có chữ ký chủ hộ"]
+    assert req.within_window and req.items == [
+        {"component": "GIAYDENGHI", "name": "Giấy đề nghị đăng ký hộ kinh doanh", "problem": "Giấy đề nghị có chữ ký chủ hộ"}]
 
     # Citizen returns on Friday 6/11 at 10:00: 3 working days restart → Wed 11/11 17:00.
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=d.code,
@@ -182,7 +183,7 @@ def test_supplement_once_restarts_the_clock_and_a_second_request_changes_nothing
     before = snapshot(session, d.id)
     with pytest.raises(SupplementAlreadyRequested):
         complete(session, office, d, "chuyen_vien", "request_supplement", when=vn(2026, 11, 6, 11, 0),
-                 note="Thiếu thêm", items=["Giấy khác"])
+                 note="Thiếu thêm", items=[item("Giấy khác")])
     session.rollback()
     assert snapshot(session, d.id) == before
     # The step is still open and can go on normally.
@@ -191,14 +192,14 @@ def test_supplement_once_restarts_the_clock_and_a_second_request_changes_nothing
 
 def test_supplement_rule_counts_history_not_the_database_row_alone(session, office):
     d = to_appraisal(session, office)
-    complete(session, office, d, "chuyen_vien", "request_supplement", note="x", items=["y"])
+    complete(session, office, d, "chuyen_vien", "request_supplement", note="x", items=[item("y")])
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=d.code,
                                 components=[{"code": "GIAYDENGHI", "filename": "a.pdf", "content": pdf()}],
                                 now=vn(2026, 11, 3, 9, 0))
     session.execute(SupplementRequest.__table__.delete())  # even if the row were lost…
     session.commit()
     with pytest.raises(SupplementAlreadyRequested):  # …the process history still says it happened
-        complete(session, office, d, "chuyen_vien", "request_supplement", note="x", items=["y"])
+        complete(session, office, d, "chuyen_vien", "request_supplement", note="x", items=[item("y")])
 
 
 def test_supplement_needs_items_and_a_reason(session, office):
@@ -239,7 +240,8 @@ def test_apology_resets_the_due_date_once(session, office):
 def test_apology_later_than_one_day_before_due_is_recorded_as_late(session, office):
     d = to_appraisal(session, office)  # due Thu 5/11 17:00; deadline for the apology: Wed 4/11 17:00
     ap = dossiers.issue_apology(session, actor_id=office["mot_cua"], dossier_code=d.code, reason="Quá tải",
-                                new_due_at=vn(2026, 11, 9, 17, 0), now=vn(2026, 11, 5, 8, 0))
+                                new_due_at=vn(2026, 11, 9, 17, 0), signed_by_id=office["lanh_dao"],
+                                now=vn(2026, 11, 5, 8, 0))
     assert ap.late
     assert session.scalar(select(func.count()).select_from(Apology)) == 1
 
@@ -264,8 +266,18 @@ def test_refuse_decision_ends_the_dossier_refused(session, office):
     session.rollback()
     complete(session, office, d, "chuyen_vien", "refuse", note="Ngành nghề cấm kinh doanh")
     session.refresh(d)
+    # The specialist proposes; form 03 is the leader's to sign (L11): still open, at the leader.
+    assert d.status == PROCESSING and [t["name"] for t in inbox(session, office["lanh_dao"])] == [
+        "Ký văn bản từ chối giải quyết (mẫu 03)"]
+    # Sent back: the proposal is withdrawn and appraisal starts again.
+    complete(session, office, d, "lanh_dao", "return", note="Xem lại ngành nghề")
+    session.refresh(d)
+    assert d.refusal_reason is None and len(inbox(session, office["chuyen_vien"])) == 1
+    complete(session, office, d, "chuyen_vien", "refuse", note="Ngành nghề cấm kinh doanh")
+    complete(session, office, d, "lanh_dao", "approve")
+    session.refresh(d)
     assert d.status == REFUSED and d.refusal_reason == "Ngành nghề cấm kinh doanh"
-    assert inbox(session, office["lanh_dao_phong"]) == []
+    assert inbox(session, office["lanh_dao_phong"]) == [] and inbox(session, office["lanh_dao"]) == []
 
 
 def test_leader_refusal_and_withdrawal_end_the_process(session, office):
@@ -322,10 +334,10 @@ def test_dossier_on_v1_keeps_running_on_v1_after_v2_is_published(session, office
     from pathlib import Path
     d = to_appraisal(session, office)
     v1_id = d.version_id
-    xml = (Path(__file__).resolve().parent.parent / "processes/2.000720/v1.bpmn").read_text()
+    xml = (Path(__file__).resolve().parent.parent / "processes/1.001612/v1.bpmn").read_text()
     xml_v2 = xml.replace('value="P1D"', 'value="PT6H"').replace("Thẩm định hồ sơ đăng ký", "Thẩm định (v2)")
-    v2, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml_v2, notes="v2: rút ngắn thẩm định")
-    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=v2.number, effective_from=date(2026, 11, 3))
+    v2, _ = catalog.submit_version(session, actor_id=None, procedure_code="1.001612", bpmn=xml_v2, notes="v2: rút ngắn thẩm định")
+    catalog.publish_version(session, actor_id=None, procedure_code="1.001612", number=v2.number, effective_from=date(2026, 11, 3))
     session.commit()
     complete(session, office, d, "chuyen_vien", when=vn(2026, 11, 3, 9, 0))
     session.refresh(d)

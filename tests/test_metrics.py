@@ -2,7 +2,7 @@
 from datetime import date
 
 import pytest
-from conftest import APPLICANT, as_orm, components_for, open_task, pdf, receive, vn
+from conftest import APPLICANT, as_orm, components_for, figures_of, item, open_task, pdf, receive, vn
 from sqlalchemy import select
 
 from engine import clock, dossiers
@@ -22,7 +22,7 @@ def advance(session, office, d, times, decisions=None):
         note = "Lý do" if decision in ("refuse", "return") else ""
         data = {"decision": decision}
         if decision == "request_supplement":
-            data["items"] = ["Giấy tờ bổ sung"]
+            data["items"] = [item("Giấy tờ bổ sung")]
             note = "Thiếu giấy tờ"
         dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data=data, note=note, now=at)
 
@@ -40,8 +40,8 @@ def known(session, office):
     advance(session, office, d2, [mon(9, 30), mon(10), mon(10, 30), mon(11), vn(2026, 11, 5, 17, 0)])
 
     d3 = as_orm(session, dossiers.receive_dossier(
-        session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="online",
-                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 10)))
+        session, actor_id=office["mot_cua"], procedure_code="1.001612", channel="online",
+                                  applicant=APPLICANT, components=components_for("1.001612"), now=mon(9, 10)))
     advance(session, office, d3, [mon(9, 30), vn(2026, 11, 3, 9)], {1: "request_supplement"})
     # Supplement on Friday afternoon: the clock restarts, over the weekend, to Wed 11/11 17:00.
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=d3.code, now=vn(2026, 11, 6, 16),
@@ -59,9 +59,10 @@ def known(session, office):
 
     d6 = receive(session, office, at=mon(9, 25))  # never touched: overdue at the end of the month, no apology
 
-    d7 = as_orm(session, dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="2.000720", channel="post",
-                                  applicant=APPLICANT, components=components_for("2.000720"), now=mon(9, 30)))
-    advance(session, office, d7, [mon(10), vn(2026, 11, 3, 9)], {1: "refuse"})  # refused after appraisal
+    d7 = as_orm(session, dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="1.001612", channel="post",
+                                  applicant=APPLICANT, components=components_for("1.001612"), now=mon(9, 30)))
+    # refused after appraisal, the refusal signed by the leader
+    advance(session, office, d7, [mon(10), vn(2026, 11, 3, 9), vn(2026, 11, 3, 10)], {1: "refuse"})
     return {"d1": d1, "d2": d2, "d3": d3, "d4": d4, "d5": d5, "d6": d6, "d7": d7}
 
 
@@ -114,7 +115,7 @@ def test_breakdowns_trend_and_drill_down_match_the_totals(session, known):
     units = metrics.by_unit(session, start, end)
     assert [u["key"] for u in units] == ["H40.1"] and units[0]["finished"]["total"] == 5
     procs = metrics.by_procedure(session, start, end)
-    assert {p["key"]: p["received"]["total"] for p in procs} == {"2.000720": 7}
+    assert {p["key"]: p["received"]["total"] for p in procs} == {"1.001612": 7}
     trend = metrics.monthly(session, date(2026, 10, 1), end)
     assert trend == [{"month": "10/2026", "received": 0, "finished": 0, "on_time": 0, "late": 0},
                      {"month": "11/2026", "received": 7, "finished": 5, "on_time": 4, "late": 1}]
@@ -137,16 +138,7 @@ def test_every_drill_down_list_has_exactly_the_dossiers_its_figure_counts(sessio
     start, end = date(2026, 11, 1), date(2026, 11, 30)
     with clock.frozen(vn(2026, 12, 1, 9)):
         m = metrics.summary(session, start, end)
-    figure = {
-        "received": m["received"]["total"], "received_online": m["received"]["online"],
-        "received_counter": m["received"]["counter"], "received_post": m["received"]["post"],
-        "finished": m["finished"]["total"], "finished_early": m["finished"]["early"],
-        "finished_on_time": m["finished"]["on_time"], "finished_late": m["finished"]["late"],
-        "finished_late_apologized": m["finished"]["late_with_apology"], "in_progress": m["in_progress"]["total"],
-        "in_progress_overdue": m["in_progress"]["overdue"], "withdrawn": m["withdrawn"],
-        "overdue_without_apology": m["overdue_without_apology"], "supplemented": m["supplement_requests"],
-        "digitised": m["received"]["total"],
-    }
+    figure = figures_of(m)
     assert set(figure) == set(metrics.KINDS)
     for kind, count in figure.items():
         assert metrics.dossier_list(session, kind, start, end)[1] == count, kind

@@ -33,9 +33,9 @@ def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(s
     due_before = open_task(session, at_appraisal).due_at
 
     with pytest.raises(NotAllowed):
-        migrate_dossiers(session, actor_id=office["mot_cua"], procedure_code="2.000720", to_number=version.number)
+        migrate_dossiers(session, actor_id=office["mot_cua"], procedure_code="1.001612", to_number=version.number)
     session.rollback()
-    dry = {v.code: v for v in migrate_dossiers(session, actor_id=office["admin"], procedure_code="2.000720",
+    dry = {v.code: v for v in migrate_dossiers(session, actor_id=office["admin"], procedure_code="1.001612",
                                                to_number=version.number, now=vn(2026, 11, 2, 8))}
     assert dry[fresh.code].can_move and dry[at_appraisal.code].can_move
     assert not dry[past_gateway.code].can_move and "Kết quả thẩm định?" in dry[past_gateway.code].reasons[0]
@@ -43,7 +43,7 @@ def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(s
     session.rollback()
     assert session.get(Dossier, fresh.id).version_id != version.id  # a dry run changes nothing
 
-    moved = {v.code: v for v in migrate_dossiers(session, actor_id=office["admin"], procedure_code="2.000720",
+    moved = {v.code: v for v in migrate_dossiers(session, actor_id=office["admin"], procedure_code="1.001612",
                                                  to_number=version.number, dry_run=False, now=vn(2026, 11, 2, 8))}
     assert moved[fresh.code].moved and moved[at_appraisal.code].moved and not moved[past_gateway.code].moved
     session.rollback()
@@ -73,11 +73,11 @@ def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(s
 
 
 def v2_fixture(session, office):
-    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text()
     xml = (xml.replace('name="Xem xét, trình ký"', 'name="Xem xét hồ sơ, trình lãnh đạo ký"')
               .replace('value="PT6H"', 'value="PT5H"')
               .replace('decision == "refuse"', 'decision in ("refuse", "reject")'))
-    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml, notes="v2")
-    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=version.number,
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="1.001612", bpmn=xml, notes="v2")
+    catalog.publish_version(session, actor_id=None, procedure_code="1.001612", number=version.number,
                             effective_from=date(2026, 11, 1))
     return version

@@ -113,7 +113,7 @@ def test_api_behind_gunicorn(session, office, db_url, upload_dir, workers):
         status, token, _ = call("POST", f"{base}/auth/token", {"username": "mot_cua1", "password": "matkhau-123"})
         assert status == 200
         auth = {"Authorization": f"Bearer {token['token']}", "Idempotency-Key": "gunicorn-1"}
-        body = {"procedure_code": "2.000720", "channel": "counter", "applicant": APPLICANT,
+        body = {"procedure_code": "1.001612", "channel": "counter", "applicant": APPLICANT,
                 "components": [{"code": "GIAYDENGHI", "filename": "gdn.pdf",
                                 "content_base64": base64.b64encode(pdf()).decode()}]}
         results = [call("POST", f"{base}/dossiers", body, auth) for _ in range(3)]  # a flaky-network retry

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 from bpmn_fixtures import Node, linear_with
-from conftest import APPLICANT, ROOT, as_orm, open_task, pdf, receive, vn
+from conftest import APPLICANT, ROOT, as_orm, item, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -72,7 +72,7 @@ def test_clock_pauses_while_waiting_for_the_citizen(session, factory, office):
     dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=open_task(session, d).id,
                            now=vn(2026, 11, 2, 9, 30))
     dossiers.request_supplement(session, actor_id=office["chuyen_vien"], task_id=open_task(session, d).id,
-                                reason="Thiếu chữ ký", items=["Giấy đề nghị có chữ ký"], now=vn(2026, 11, 2, 10, 0))
+                                reason="Thiếu chữ ký", items=[item("Giấy đề nghị có chữ ký")], now=vn(2026, 11, 2, 10, 0))
     assert timers.run_once(factory, vn(2026, 11, 20, 9, 0)).dossiers_overdue == 0
 
 

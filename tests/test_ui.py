@@ -3,7 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import APPLICANT, ROOT, open_task, pdf, receive
+from conftest import APPLICANT, ROOT, item, open_task, pdf, receive, vn
 
 from engine import dossiers
 from engine.errors import DossierClosed, NotFound
@@ -79,12 +79,14 @@ def test_other_unit_gets_404_on_pages_files_and_forms(ui, session, office):
 def test_all_printable_forms_render_filled(ui, session, office):
     d = receive(session, office)
     task = open_task(session, d)
-    dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=task.id)
-    dossiers.request_supplement(session, actor_id=office["chuyen_vien"], task_id=open_task(session, d).id,
-                                reason="Thiếu chữ ký", items=["Đơn có chữ ký"])
+    dossiers.complete_task(session, actor_id=office["mot_cua"], task_id=task.id, now=vn(2026, 11, 2, 10))
     dossiers.issue_apology(session, actor_id=office["lanh_dao"], dossier_code=d.code, reason="Chờ xác minh",
-                           new_due_at=d.due_at + timedelta(days=7))  # Thu 5/11 → Thu 12/11
-    dossiers.withdraw_dossier(session, actor_id=office["mot_cua"], dossier_code=d.code, reason="Rút")
+                           new_due_at=d.due_at + timedelta(days=7), now=vn(2026, 11, 3, 9))  # Thu 5/11 → Thu 12/11
+    dossiers.request_supplement(session, actor_id=office["chuyen_vien"], task_id=open_task(session, d).id,
+                                reason="Thiếu chữ ký", items=[item("Đơn có chữ ký")],
+                                now=vn(2026, 11, 3, 10))
+    dossiers.withdraw_dossier(session, actor_id=office["mot_cua"], dossier_code=d.code, reason="Rút",
+                              now=vn(2026, 11, 4, 9))
     login(ui, "mot_cua1")
     expect = {"01": "GIẤY TIẾP NHẬN", "02": "Đơn có chữ ký", "03": "PHIẾU TỪ CHỐI", "04": "Chờ xác minh",
               "05": "dừng giải quyết", "06": "Tiếp nhận, kiểm tra hồ sơ"}
@@ -148,7 +150,7 @@ def test_dashboard_is_for_oversight_roles_and_exports(ui, session, office):
     manager = login(ui.application.test_client(), "manager1")
     assert manager.get("/bang-dieu-khien?tu=2026-11-01&den=2026-11-30").status_code == 200
     csv_text = manager.get("/bang-dieu-khien/xuat.csv?bang=thu-tuc&tu=2026-11-01&den=2026-11-30").get_data(as_text=True)
-    assert csv_text.splitlines()[1].startswith("2.000720,1,0,")
+    assert csv_text.splitlines()[1].startswith("1.001612,1,0,")
     xlsx = manager.get("/bang-dieu-khien/xuat.xlsx?bang=don-vi&tu=2026-11-01&den=2026-11-30")
     from io import BytesIO
 
@@ -163,7 +165,7 @@ def test_register_and_drill_down_lists_export_too(ui, session, office):
     d = receive(session, office)
     manager = login(ui, "manager1")
     reg = manager.get("/so-theo-doi?tu=2026-11-01&den=2026-11-30&xuat=csv").get_data(as_text=True)
-    assert reg.splitlines()[0].lstrip("\ufeff").startswith("STT,Mã hồ sơ") and d.code in reg
+    assert reg.splitlines()[0].lstrip("\ufeff").startswith("Số,Mã hồ sơ") and d.code in reg
     listing = manager.get("/bang-dieu-khien/danh-sach?loai=received&tu=2026-11-01&den=2026-11-30&xuat=csv")
     assert d.code in listing.get_data(as_text=True)
     by_field = manager.get("/bang-dieu-khien?tu=2026-11-01&den=2026-11-30&linh-vuc=Hộ tịch").get_data(as_text=True)
@@ -177,9 +179,9 @@ def test_admin_catalog_screens_publish_retire_expire_and_import(ui, session, off
     login(ui, "mot_cua1")
     assert ui.get("/quan-tri/thu-tuc").status_code == 403
     admin = login(ui.application.test_client(), "admin1")
-    page = admin.get("/quan-tri/thu-tuc/2.000720").get_data(as_text=True)
+    page = admin.get("/quan-tri/thu-tuc/1.001612").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    r = admin.post("/quan-tri/thu-tuc/2.000720/can-cu", data={"csrf_token": token, "number": "168/2025/NĐ-CP",
+    r = admin.post("/quan-tri/thu-tuc/1.001612/can-cu", data={"csrf_token": token, "number": "168/2025/NĐ-CP",
                                                                "expires_on": "2026-11-20"}, follow_redirects=True)
     assert "Đã cập nhật hiệu lực" in r.get_data(as_text=True)
     listing = admin.get("/quan-tri/thu-tuc").get_data(as_text=True)
@@ -187,7 +189,7 @@ def test_admin_catalog_screens_publish_retire_expire_and_import(ui, session, off
     r = admin.post("/quan-tri/thu-tuc/1.001193/phien-ban/1/ngung", data={"csrf_token": token}, follow_redirects=True)
     assert "Đã ngừng áp dụng phiên bản 1" in r.get_data(as_text=True)
     exported = json.loads(admin.get("/quan-tri/thu-tuc.json").get_data(as_text=True))
-    assert {p["code"] for p in exported} == {"1.001193", "1.009994", "2.000720"}
+    assert {p["code"] for p in exported} == {"1.001193", "1.001612", "1.009994"}
     bad = admin.post("/quan-tri/thu-tuc/nhap", data={"csrf_token": token, "catalog": (io.BytesIO(b"[{}]"), "x.json")},
                      content_type="multipart/form-data", follow_redirects=True)
     assert "Danh mục không thay đổi" in bad.get_data(as_text=True)
@@ -198,15 +200,15 @@ def test_admin_migration_screen_dry_run_then_move(ui, session, office):
 
     from engine import catalog
     d = receive(session, office)
-    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text().replace('value="PT6H"', 'value="PT5H"')
-    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="2.000720", bpmn=xml, notes="v2")
-    catalog.publish_version(session, actor_id=None, procedure_code="2.000720", number=version.number,
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text().replace('value="PT6H"', 'value="PT5H"')
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code="1.001612", bpmn=xml, notes="v2")
+    catalog.publish_version(session, actor_id=None, procedure_code="1.001612", number=version.number,
                             effective_from=date(2026, 1, 1))
     admin = login(ui, "admin1")
-    dry = admin.get(f"/quan-tri/thu-tuc/2.000720/chuyen-phien-ban/{version.number}").get_data(as_text=True)
+    dry = admin.get(f"/quan-tri/thu-tuc/1.001612/chuyen-phien-ban/{version.number}").get_data(as_text=True)
     assert d.code in dry and "Chuyển được" in dry
     token = re.search(r'name="csrf_token" value="([^"]+)"', dry).group(1)
-    done = admin.post(f"/quan-tri/thu-tuc/2.000720/chuyen-phien-ban/{version.number}",
+    done = admin.post(f"/quan-tri/thu-tuc/1.001612/chuyen-phien-ban/{version.number}",
                       data={"csrf_token": token, "ma": d.code}).get_data(as_text=True)
     assert "Đã chuyển" in done
     session.rollback()

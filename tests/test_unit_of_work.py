@@ -3,12 +3,12 @@ change, the outbox event of each change, authorization on entry, nothing written
 from __future__ import annotations
 
 import pytest
-from conftest import APPLICANT, open_task, pdf, receive, vn
+from conftest import APPLICANT, item, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
 from engine import dossiers
 from engine.dossiers import timers
-from engine.errors import NotAllowed, NotFound
+from engine.errors import LateSupplementRequest, NotAllowed, NotFound
 from engine.reporting import counters
 from engine.store.db import PendingChanges
 from engine.store.models import AuditEvent, DailyCount, Dossier, OutboxEvent, SupplementRequest
@@ -61,7 +61,7 @@ def test_every_use_case_keeps_the_report_counters_equal_to_a_rebuild(session, of
 
     supplemented = receive(session, office)
     complete(session, office, supplemented, "mot_cua")
-    complete(session, office, supplemented, "chuyen_vien", "request_supplement", note="Thiếu chữ ký", items=["Đơn"])
+    complete(session, office, supplemented, "chuyen_vien", "request_supplement", note="Thiếu chữ ký", items=[item("Đơn")])
     assert_counters_match_a_rebuild(session)
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=supplemented.code,
                                 components=[{"code": "GIAYDENGHI", "filename": "b.pdf", "content": pdf("b")}],
@@ -84,7 +84,11 @@ def test_every_use_case_keeps_the_report_counters_equal_to_a_rebuild(session, of
 def test_a_supplement_asked_after_the_window_is_recorded_as_late(session, office):
     d = receive(session, office)  # Mon 2/11 09:00; the window is 3 working days: until Thu 5/11 17:00
     complete(session, office, d, "mot_cua", at=vn(2026, 11, 2, 10))
-    complete(session, office, d, "chuyen_vien", "request_supplement", at=vn(2026, 11, 6, 9), note="x", items=["y"])
+    late = {"note": "x", "items": [item("y")]}
+    with pytest.raises(LateSupplementRequest):  # the specialist is told before confirming
+        complete(session, office, d, "chuyen_vien", "request_supplement", at=vn(2026, 11, 6, 9), **late)
+    session.rollback()
+    complete(session, office, d, "chuyen_vien", "request_supplement", at=vn(2026, 11, 6, 9), acknowledge_late=True, **late)
     session.rollback()
     assert session.scalar(select(SupplementRequest.within_window)) is False
 

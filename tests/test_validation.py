@@ -18,7 +18,7 @@ def codes(xml, days=1, roles=ROLES):
     return {p.code for p in validation.validate(xml, days, roles).problems}
 
 
-@pytest.mark.parametrize("code,days", [("1.001193", 0), ("2.000720", 3), ("1.009994", 15)])
+@pytest.mark.parametrize("code,days", [("1.001193", 0), ("1.001612", 3), ("1.009994", 15)])
 def test_shipped_processes_are_valid(code, days):
     result = validation.validate((ROOT / "processes" / code / "v1.bpmn").read_bytes(), days, ROLES)
     assert result.valid, result.problems
@@ -111,7 +111,7 @@ def test_create_version_refuses_an_invalid_bpmn_and_stores_nothing(session, offi
     from engine.store.models import ProcedureVersion
     before = session.scalar(select(func.count()).select_from(ProcedureVersion))
     with pytest.raises(BpmnInvalid) as err:
-        submit_version(session, actor_id=None, procedure_code="2.000720", bpmn="<not-bpmn")
+        submit_version(session, actor_id=None, procedure_code="1.001612", bpmn="<not-bpmn")
     assert err.value.problems[0]["code"] == "xml_not_well_formed"
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ProcedureVersion)) == before
@@ -138,7 +138,7 @@ def test_every_problem_code_has_a_vietnamese_message():
 
 
 def test_decision_branches_must_be_readable_and_supplement_branch_must_wait_for_the_citizen():
-    xml = (ROOT / "processes/2.000720/v1.bpmn").read_text()
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text()
     unreadable = xml.replace('decision == "refuse"', 'len(decision) > 3')
     assert "decision_unreadable" in codes(unreadable, days=3)
     skip_wait = xml.replace('sourceRef="Gateway_ThamDinh" targetRef="Event_ChoBoSung"',
@@ -156,5 +156,19 @@ def test_a_data_gateway_without_default_is_warned_but_decision_gateways_are_not(
     result = validation.validate(render(Process("P", "p", LANES, nodes, flows)), 1, ROLES)
     assert [(p.code, p.severity) for p in result.problems] == [("gateway_may_dead_end", "warning")]
     assert result.valid  # a warning does not block saving
-    shipped = validation.validate((ROOT / "processes/2.000720/v1.bpmn").read_bytes(), 3, ROLES)
+    shipped = validation.validate((ROOT / "processes/1.001612/v1.bpmn").read_bytes(), 3, ROLES)
     assert shipped.problems == []
+
+
+def test_a_refusal_must_pass_the_leader_before_the_process_ends():
+    """L11: form 03 is signed by the agency's leader; a specialist's refuse branch that ends the process
+    without a leader's step is refused, naming the end event it reaches."""
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text()
+    unsigned = xml.replace('sourceRef="Gateway_ThamDinh" targetRef="Task_KyTuChoi"',
+                           'sourceRef="Gateway_ThamDinh" targetRef="EndEvent_TuChoi"')
+    result = validation.validate(unsigned, 3, ROLES)
+    problems = [p for p in result.problems if p.code == "refusal_not_signed"]
+    assert len(problems) == 1 and problems[0].element_id == "Flow_refuse" and "EndEvent_TuChoi" in problems[0].message
+    assert not result.valid
+    # Through a leader's step it is fine — and a leader's own refuse decision needs no one else.
+    assert "refusal_not_signed" not in codes(xml, days=3)

@@ -32,7 +32,12 @@ def standard(pid: str, name: str, durations: dict[str, str], review_by_head: boo
         Node("Gateway_ThamDinh", "exclusiveGateway", "Kết quả thẩm định?", "Lane_chuyen_vien", 3),
         Node("Event_ChoBoSung", "intermediateCatchEvent", "Nhận hồ sơ bổ sung", "Lane_mot_cua", 3,
              message="Message_supplement_received"),
-        Node("EndEvent_TuChoi", "endEvent", "Từ chối giải quyết", "Lane_chuyen_vien", 4.2),
+        # A refusal is the leader's (form 03, L11): the specialist proposes it, the leader signs it
+        # or sends the dossier back to appraisal.
+        Node("Task_KyTuChoi", "userTask", "Ký văn bản từ chối giải quyết (mẫu 03)", "Lane_lanh_dao", 4.2,
+             {"duration": durations.get("refuse", "PT4H")}),
+        Node("Gateway_KyTuChoi", "exclusiveGateway", "Ký từ chối?", "Lane_lanh_dao", 5.2),
+        Node("EndEvent_TuChoi", "endEvent", "Từ chối giải quyết", "Lane_lanh_dao", 6.2),
     ]
     f = [
         Flow("Flow_start", "StartEvent_TiepNhan", "Task_TiepNhan"),
@@ -40,7 +45,10 @@ def standard(pid: str, name: str, durations: dict[str, str], review_by_head: boo
         Flow("Flow_appraised", "Task_ThamDinh", "Gateway_ThamDinh"),
         Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung", 'decision == "request_supplement"'),
         Flow("Flow_supplemented", "Event_ChoBoSung", "Task_ThamDinh"),
-        Flow("Flow_refuse", "Gateway_ThamDinh", "EndEvent_TuChoi", "Từ chối", 'decision == "refuse"'),
+        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Từ chối", 'decision == "refuse"'),
+        Flow("Flow_refusal_signed", "Task_KyTuChoi", "Gateway_KyTuChoi"),
+        Flow("Flow_refusal_sign", "Gateway_KyTuChoi", "EndEvent_TuChoi", "Ký", 'decision == "approve"'),
+        Flow("Flow_refusal_return", "Gateway_KyTuChoi", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
     ]
     col = 4
     prev_gateway_target = "Gateway_ThamDinh"
@@ -77,13 +85,13 @@ def standard(pid: str, name: str, durations: dict[str, str], review_by_head: boo
 PROCESSES = {
     "1.001193": standard(
         "Process_1_001193", "Đăng ký khai sinh",
-        {"receive": "PT30M", "appraise": "PT1H", "sign": "PT1H", "register": "PT30M"},
+        {"receive": "PT30M", "appraise": "PT1H", "sign": "PT1H", "register": "PT30M", "refuse": "PT1H"},
         review_by_head=False,
         names={"receive": "Tiếp nhận, kiểm tra hồ sơ", "appraise": "Kiểm tra, ghi sổ hộ tịch",
                "sign": "Ký giấy khai sinh", "register": "Đóng dấu, trả bản chính giấy khai sinh"},
     ),
-    "2.000720": standard(
-        "Process_2_000720", "Đăng ký thành lập hộ kinh doanh",
+    "1.001612": standard(
+        "Process_1_001612", "Đăng ký thành lập hộ kinh doanh",
         {"receive": "PT2H", "appraise": "P1D", "review": "PT4H", "sign": "PT6H", "register": "PT4H"},
         review_by_head=True,
         names={"receive": "Tiếp nhận, kiểm tra hồ sơ", "appraise": "Thẩm định hồ sơ đăng ký",

@@ -1,15 +1,18 @@
 """Catalog administration screens: procedures and their versions, legal bases and their expiry,
-export and import of the catalog as JSON."""
+export and import of the catalog as JSON; the working calendar (days off, make-up days, cut-offs)."""
 from __future__ import annotations
 
 import json
 from datetime import date
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from engine import catalog, clock
 from engine.access import policy
+from engine.catalog import calendar as law_calendar
 from engine.errors import DomainError
+from engine.store.models import CalendarDay, User
 
 from . import db, i18n
 from .common import error_text, staff_required
@@ -170,3 +173,163 @@ def compare(actor, code):
 def version_bpmn(actor, code, number):
     require_admin(actor)
     return Response(catalog.get_version(db.session(), code, number).bpmn_xml, mimetype="application/xml")
+
+
+# --- the working calendar: days off, make-up working days and cut-offs as law data -----------------
+WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
+CALENDAR_KINDS = {"holiday": "Ngày nghỉ", "workday": "Ngày làm việc (làm bù)",
+                  "clear": "Bỏ khai báo (trở về mặc định của năm)"}
+YEAR_STATUS = {"announced": "Đã công bố chính thức",
+               "labour_code_default": "Chưa công bố chính thức — áp dụng mặc định Bộ luật Lao động"}
+CUTOFF_LABELS = {
+    "transfer_cutoff": "Giờ chuyển hồ sơ giấy: tiếp nhận từ giờ này trở đi thì chuyển vào đầu giờ ngày làm việc tiếp theo",
+    "same_day_cutoff": "Hồ sơ giải quyết trong ngày: tiếp nhận từ giờ này trở đi thì hẹn trả ngày làm việc tiếp theo",
+}
+BASIS_LABELS = {"law": "Quy định pháp luật", "practice": "Thực tiễn địa phương (chưa có văn bản trung ương)"}
+
+
+def _calendar_form() -> tuple[dict, dict[str, str]]:
+    """The day-change form as sent: values kept for re-showing, and errors by field."""
+    form = {k: (request.form.get(k) or "").strip() for k in ("day", "kind", "note", "source", "reason")}
+    errors = {}
+    try:
+        form["date"] = date.fromisoformat(form["day"])
+    except ValueError:
+        form["date"] = None
+        errors["day"] = "Chọn ngày cần thay đổi."
+    if form["kind"] not in CALENDAR_KINDS:
+        errors["kind"] = "Chọn loại thay đổi: ngày nghỉ, ngày làm việc hoặc bỏ khai báo."
+    if not form["reason"]:
+        errors["reason"] = "Nêu lý do thay đổi (được ghi vào nhật ký)."
+    for key in ("note", "source"):
+        if len(form[key]) > 255:
+            errors[key] = "Tối đa 255 ký tự."
+    return form, errors
+
+
+def _describe_change(change) -> str:
+    """One line of the calendar's audit trail, in Vietnamese."""
+    def day_state(value):
+        if not value:
+            return "mặc định của năm"
+        return CALENDAR_KINDS.get(value.get("kind"), value.get("kind", "")).lower() + \
+            (f" ({value['note']})" if value.get("note") else "")
+
+    if change.subject == "day":
+        return f"Ngày {i18n.d(change.day)}: {day_state(change.old_value)} → {day_state(change.new_value)}"
+    if change.subject == "year":
+        value = change.new_value or change.old_value or {}
+        status = YEAR_STATUS.get((change.new_value or {}).get("status"), "không còn dữ liệu riêng (dùng thư viện holidays)")
+        return f"Lịch năm {value.get('year', '')}: {status}"
+    key = change.subject.removeprefix("parameter:")
+    value = change.new_value or {}
+    effective = date.fromisoformat(value["effective_from"]) if value.get("effective_from") else None
+    return f"{CUTOFF_LABELS.get(key, key)}: {value.get('value') or 'không áp dụng'} từ {i18n.d(effective)}"
+
+
+def _calendar_page(year: int, status: int = 200, **extra):
+    s = db.session()
+    today = clock.local(clock.now()).date()
+    years = law_calendar.calendar_years(s)
+    cal = law_calendar.load_calendar(s)
+    rows = law_calendar.calendar_days(s, year)
+    listed = {r.day for r in rows}
+    library_days = [] if year in years else [d for d in cal.non_working_weekdays(year) if d not in listed]
+    changes = law_calendar.calendar_changes(s, year, limit=100)
+    user_ids = {c.changed_by_id for c in changes} | {r.changed_by_id for r in rows}
+    names = {u.id: u.full_name or u.username for u in s.execute(
+        select(User.id, User.full_name, User.username).where(User.id.in_(user_ids - {None})))} if user_ids - {None} else {}
+    cutoffs = {key: law_calendar.law_parameters(s, key) for key in law_calendar.PARAMETERS}
+    in_force = {key: law_calendar.law_parameter(s, key, today) for key in law_calendar.PARAMETERS}
+    shown_years = sorted(set(years) | {today.year - 1, today.year, today.year + 1, today.year + 2, year})
+    body = render_template(
+        "admin_calendar.html", year=year, years=years, year_info=years.get(year), shown_years=shown_years, rows=rows,
+        library_days=library_days, non_working=cal.non_working_weekdays(year), working_weekends=cal.working_weekend_days(year),
+        changes=changes, names=names, cutoffs=cutoffs, in_force=in_force, today=today, weekdays=WEEKDAYS,
+        kinds=CALENDAR_KINDS, year_status=YEAR_STATUS, cutoff_labels=CUTOFF_LABELS, basis_labels=BASIS_LABELS,
+        describe=_describe_change, **extra)
+    return body, status
+
+
+@bp.get("/lich")
+@staff_required
+def calendar_page(actor):
+    """The working calendar of one year: its days off and make-up days with their sources, whether
+    the schedule is official, the cut-offs in force and the audit trail."""
+    require_admin(actor)
+    year = request.args.get("nam", type=int) or clock.local(clock.now()).year
+    if not 1990 <= year <= 2100:
+        abort(404)
+    return _calendar_page(year, form={"day": "", "kind": "holiday", "note": "", "source": "", "reason": ""})
+
+
+@bp.post("/lich/xem-truoc")
+@staff_required
+def calendar_preview(actor):
+    """Step 1 of a change: the open dossiers whose appointment it would move; nothing is saved."""
+    require_admin(actor)
+    form, errors = _calendar_form()
+    year = form["date"].year if form["date"] else clock.local(clock.now()).year
+    if errors:
+        return _calendar_page(year, 400, form=form, errors=errors,
+                              message="Chưa xem trước được thay đổi: kiểm tra các trường được đánh dấu.")
+    s = db.session()
+    shifts = law_calendar.calendar_change_preview(s, form["date"], form["kind"])
+    was_working, will_work = law_calendar.day_effect(s, form["date"], form["kind"])
+    current = s.get(CalendarDay, form["date"])
+    s.rollback()
+    return _calendar_page(year, form=form, preview={"shifts": shifts, "was_working": was_working,
+                                                    "will_work": will_work, "current": current})
+
+
+@bp.post("/lich/ap-dung")
+@staff_required
+def calendar_apply(actor):
+    """Step 2: save the day (logged with the reason and the source) and move the appointments it
+    moves; the applicants are told through the portal events (no form 04 for a declared day off)."""
+    policy.require(actor, "calendar.apply")
+    from engine.dossiers.calendar_shift import apply_calendar_change
+
+    form, errors = _calendar_form()
+    year = form["date"].year if form["date"] else clock.local(clock.now()).year
+    if errors:
+        return _calendar_page(year, 400, form=form, errors=errors,
+                              message="Chưa lưu được thay đổi: kiểm tra các trường được đánh dấu.")
+    try:
+        done = apply_calendar_change(db.session(), actor_id=actor.id, day=form["date"], kind=form["kind"],
+                                     reason=form["reason"], source=form["source"], note=form["note"])
+    except DomainError as exc:
+        db.session().rollback()
+        flash(error_text(exc) if exc.code != "invalid_input" else exc.message, "error")
+        return redirect(url_for("admin.calendar_page", nam=year))
+    what = CALENDAR_KINDS[form["kind"]].lower()
+    if done.change_id is None:
+        flash(f"Ngày {i18n.d(form['date'])} đã là {what} với cùng ghi chú và căn cứ: không có gì thay đổi.", "success")
+    else:
+        flash(f"Đã lưu ngày {i18n.d(form['date'])}: {what}. Đã dời ngày hẹn của {done.moved} hồ sơ đang giải quyết"
+              f"{f' ({done.appointments_moved} người nộp được thông báo ngày hẹn mới)' if done.moved else ''}.", "success")
+    return redirect(url_for("admin.calendar_page", nam=year))
+
+
+@bp.post("/lich/nam")
+@staff_required
+def calendar_year(actor):
+    """Mark a year's schedule as officially announced (with its documents) or as the Labour Code default."""
+    require_admin(actor)
+    year = request.form.get("year", type=int)
+    status = request.form.get("status") or None
+    sources = [line.strip() for line in (request.form.get("sources") or "").splitlines() if line.strip()]
+    if year is None or not 1990 <= year <= 2100:
+        abort(400)
+    try:
+        law_calendar.set_calendar_year(db.session(), year, status if status != "none" else None, sources,
+                                       request.form.get("note", ""), actor_id=actor.id,
+                                       reason=request.form.get("reason", ""))
+    except DomainError as exc:
+        db.session().rollback()
+        fields = {"reason": "nêu lý do", "sources": "ghi số văn bản công bố lịch", "status": "chọn tình trạng"}
+        flash("Chưa cập nhật được tình trạng lịch năm: "
+              + "; ".join(fields.get(k, k) for k in (exc.errors or {})) + ".", "error")
+    else:
+        flash(f"Đã cập nhật tình trạng lịch năm {year}.", "success")
+    return redirect(url_for("admin.calendar_page", nam=year))

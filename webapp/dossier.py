@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import segno
 from flask import Response, abort, flash, g, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from engine import clock, dossiers
 from engine.access import policy
@@ -16,7 +17,7 @@ from engine.catalog import list_procedures
 from engine.errors import DomainError, InvalidInput
 from engine.reporting import views
 from engine.store import files
-from engine.store.models import DossierFile, ProcedureVersion
+from engine.store.models import DossierFile, ProcedureVersion, SupplementRequest, Unit
 
 from . import db, forms, i18n
 from .common import bp, form_refusal, staff_required, uploaded_components, visible
@@ -77,9 +78,15 @@ def record_supplement(actor, code):
         comps, errors, _ = uploaded_components("file_", known)
         if errors:
             raise InvalidInput("bad files", errors=errors)
-        dossiers.deliver_supplement(db.session(), actor_id=actor.id, dossier_code=code, components=comps,
-                                    note=forms.parse(forms.NoteForm, request.form)["note"])
-        flash("Đã nhận hồ sơ bổ sung; thời hạn giải quyết được tính lại từ hôm nay.", "success")
+        done = dossiers.deliver_supplement(db.session(), actor_id=actor.id, dossier_code=code, components=comps,
+                                           note=forms.parse(forms.NoteForm, request.form)["note"])
+        timely = db.session().scalar(select(SupplementRequest.within_window)
+                                     .where(SupplementRequest.dossier_id == done.id))
+        if timely:
+            flash(f"Đã nhận hồ sơ bổ sung; thời hạn giải quyết được tính lại từ hôm nay, hẹn trả {i18n.dt(done.due_at)}.",
+                  "success")
+        else:
+            flash("Đã nhận hồ sơ bổ sung. Yêu cầu bổ sung muộn nên thời hạn giải quyết không được tính lại.", "success")
     return dossier_action(code, act)
 
 
@@ -92,7 +99,7 @@ def record_apology(actor, code):
         except InvalidInput:
             raise InvalidInput("bad date", errors={"new_due_at": "date"}) from None
         dossiers.issue_apology(db.session(), actor_id=actor.id, dossier_code=code, reason=form["reason"],
-                               new_due_at=form["new_due"])
+                               new_due_at=form["new_due"], signed_by_id=form["signed_by_id"])
         flash("Đã ghi nhận văn bản xin lỗi và ngày hẹn trả mới.", "success")
     return dossier_action(code, act)
 
@@ -101,8 +108,8 @@ def record_apology(actor, code):
 @staff_required
 def record_return(actor, code):
     def act(dossier):
-        dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code,
-                               note=forms.parse(forms.NoteForm, request.form)["note"])
+        form = forms.parse(forms.ReturnForm, request.form)
+        dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code, note=form["note"], via=form["via"])
         flash("Đã trả kết quả cho công dân.", "success")
     return dossier_action(code, act)
 
@@ -111,8 +118,9 @@ def record_return(actor, code):
 @staff_required
 def record_withdrawal(actor, code):
     def act(dossier):
-        dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code,
-                                  reason=forms.parse(forms.ReasonForm, request.form)["reason"])
+        form = forms.parse(forms.WithdrawForm, request.form)
+        dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code, reason=form["reason"],
+                                  requested_at=form["requested_on"])
         flash("Đã dừng giải quyết hồ sơ theo đề nghị của công dân.", "success")
     return dossier_action(code, act)
 
@@ -129,7 +137,7 @@ def record_refusal(actor, code):
 
 # --- printable forms -----------------------------------------------------------------------------
 FORMS = {"01": "Giấy tiếp nhận hồ sơ và hẹn trả kết quả", "02": "Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ",
-         "03": "Phiếu từ chối tiếp nhận, giải quyết hồ sơ", "04": "Văn bản xin lỗi và hẹn lại ngày trả kết quả",
+         "03": "Phiếu từ chối tiếp nhận, giải quyết hồ sơ", "04": "Văn bản xin lỗi và đề nghị gia hạn thời gian giải quyết",
          "05": "Thông báo dừng giải quyết hồ sơ", "06": "Phiếu kiểm soát quá trình giải quyết hồ sơ"}
 
 
@@ -168,12 +176,17 @@ def register(actor):
     if request.args.get("xuat") in ("csv", "xlsx"):
         return table_response(request.args["xuat"], f"so-theo-doi-{start:%Y%m%d}-{end:%Y%m%d}",
                               f"Sổ theo dõi hồ sơ · {field or 'Tất cả lĩnh vực'} · {i18n.d(start)} – {i18n.d(end)}",
-                              ["STT", "Mã hồ sơ", "Tên TTHC", "Tên cá nhân, tổ chức", "Địa chỉ, số điện thoại",
-                               "Cơ quan chủ trì", "Nhận hồ sơ", "Hẹn trả", "Trả kết quả", "Phương thức"],
-                              [[i, dz.code, p.name, dz.applicant.get("name", ""),
+                              ["Số", "Mã hồ sơ", "Tên TTHC", "Tên cá nhân, tổ chức", "Địa chỉ, số điện thoại",
+                               "Cơ quan chủ trì", "Nhận hồ sơ", "Hẹn trả", "Trả kết quả", "Trước/đúng/quá hạn",
+                               "Phương thức nhận kết quả"],
+                              [[dz.register_no or "", dz.code, p.name, dz.applicant.get("name", ""),
                                 f"{dz.applicant.get('address', '')} {dz.applicant.get('phone', '')}".strip(),
-                                u.name, i18n.dt(dz.received_at), i18n.dt(dz.due_at),
-                                i18n.dt(dz.returned_at), i18n.CHANNEL[dz.channel]] for i, (dz, p, u) in enumerate(rows, 1)])
+                                u.name, i18n.dt(dz.received_at), i18n.dt(dz.due_at), i18n.dt(dz.returned_at),
+                                i18n.RESULT[dz.finish_result] if dz.finish_result else "—",
+                                i18n.RETURNED_VIA.get(dz.returned_via, "—")] for dz, p, u in rows])
     fields = sorted({p.field for p in list_procedures(s)})
+    units = policy.units_for(s, actor, "register.view")
+    unit = s.get(Unit, units[0]) if len(units) == 1 else None
     return render_template("forms/f07.html", rows=[(dz, p) for dz, p, _ in rows], start=start, end=end, field=field,
+                           unit=unit,
                            fields=fields, title="Sổ theo dõi hồ sơ")

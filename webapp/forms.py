@@ -42,7 +42,24 @@ class ReceptionForm(FormSchema):
 class TaskForm(FormSchema):
     decision = fields.String(load_default="")
     reason = fields.String(load_default="")
-    items = fields.String(load_default="")
+    acknowledge_late = fields.Boolean(load_default=False, data_key="xac-nhan-muon")
+
+
+OUTSIDE_ROWS = 3  # rows offered for documents the procedure does not list
+
+
+def supplement_items(form, components: list[dict]) -> list[dict]:
+    """The task form's supplement request: a ticked component with what is wrong with it, or a
+    document the procedure does not list with the reason it is needed."""
+    ticked = set(form.getlist("thanh-phan"))
+    items = [{"component": c["code"], "problem": form.get(f"van-de-{c['code']}", "").strip()}
+             for c in components if c["code"] in ticked]
+    for i in range(1, OUTSIDE_ROWS + 1):
+        name = form.get(f"ngoai-ten-{i}", "").strip()
+        if name:
+            items.append({"component": None, "name": name, "problem": form.get(f"ngoai-van-de-{i}", "").strip(),
+                          "reason": form.get(f"ngoai-ly-do-{i}", "").strip()})
+    return items
 
 
 def lines(text: str) -> list[str]:
@@ -52,11 +69,22 @@ def lines(text: str) -> list[str]:
 
 class ApologyForm(FormSchema):
     reason = fields.String(load_default="")
+    signed_by_id = fields.Integer(load_default=None, allow_none=True, data_key="nguoi-ky")
     new_due = fields.Date(required=True, data_key="new_due", error_messages={"required": "date", "invalid": "date"})
 
 
 class NoteForm(FormSchema):
     note = fields.String(load_default="")
+
+
+class ReturnForm(NoteForm):
+    via = fields.String(load_default="counter", data_key="hinh-thuc",
+                        validate=validate.OneOf(("counter", "post", "online")))
+
+
+class WithdrawForm(FormSchema):
+    reason = fields.String(load_default="")
+    requested_on = fields.Date(load_default=None, allow_none=True, data_key="ngay-de-nghi")
 
 
 class ReasonForm(FormSchema):

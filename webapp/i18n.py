@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.clock import VN_TZ, now
+from engine.reporting import deadlines
 
 STATUS = {
     "received": "Được tiếp nhận", "processing": "Đang xử lý", "awaiting_supplement": "Yêu cầu bổ sung giấy tờ",
@@ -22,6 +23,7 @@ DECISION_DONE = {"approve": "Chuyển xử lý", "return": "Trả lại", "reque
                  "refuse": "Từ chối"}
 CHANNEL = {"counter": "Trực tiếp", "online": "Trực tuyến", "post": "Qua bưu chính công ích"}
 RESULT = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn", None: "Đang xử lý"}
+RETURNED_VIA = {"counter": "Trực tiếp", "post": "Bưu chính", "online": "Trực tuyến"}
 RATING = {"very_satisfied": "Rất hài lòng", "satisfied": "Hài lòng", "not_satisfied": "Không hài lòng"}
 LEVEL = {"trung_uong": "Trung ương", "tinh": "Cấp tỉnh", "huyen": "Cấp huyện", "xa": "Cấp xã"}
 
@@ -81,18 +83,23 @@ def d(value) -> str:
     return value.strftime("%d/%m/%Y")
 
 
-def remaining(due: datetime | None, reference: datetime | None = None) -> tuple[str, str]:
-    """Deadline in words and its tone: ('Còn 2 ngày', 'ok') · ('Trong hôm nay', 'soon') · ('Quá hạn 3 ngày', 'late')."""
+def remaining(due: datetime | None, reference: datetime | None = None, calendar=None) -> tuple[str, str]:
+    """Deadline in words and its tone, in working days (hours under one day) on the working calendar:
+    ('Còn 2 ngày làm việc', 'ok') · ('Còn 3 giờ làm việc', 'soon') · ('Quá hạn 4 ngày làm việc', 'late')."""
     if due is None:
         return "", ""
-    ref = (reference or now()).astimezone(VN_TZ)
-    local_due = due.astimezone(VN_TZ)
-    if local_due < ref:
-        days = (ref.date() - local_due.date()).days
-        return ("Quá hạn " + (f"{days} ngày" if days else f"{int((ref - local_due).total_seconds() // 3600)} giờ"), "late")
-    days = (local_due.date() - ref.date()).days
-    if days == 0:
-        return ("Trong chiều nay" if ref.hour >= 12 else "Trong hôm nay"), "soon"
+    if calendar is None:
+        from engine.catalog.calendar import working_calendar
+
+        from . import db
+        calendar = working_calendar(db.session())
+    sign, days, hours = deadlines.working_time_left(calendar, due, reference or now())
+    if sign < 0:
+        if days:
+            return f"Quá hạn {days} ngày làm việc", "late"
+        return (f"Quá hạn {max(1, round(hours))} giờ làm việc" if hours >= 0.5 else "Vừa quá hạn"), "late"
+    if days >= 2:
+        return f"Còn {days} ngày làm việc", "ok"
     if days == 1:
-        return "Còn 1 ngày", "soon"
-    return f"Còn {days} ngày", "ok"
+        return "Còn 1 ngày làm việc", "soon"
+    return (f"Còn {round(hours)} giờ làm việc" if hours >= 1 else "Còn dưới 1 giờ làm việc"), "soon"

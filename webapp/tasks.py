@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from engine import catalog, clock, dossiers
+from engine.catalog.calendar import working_calendar
 from engine.errors import DomainError
-from engine.reporting import views
-from engine.store.models import HumanTask
+from engine.reporting import deadlines, views
+from engine.store.models import HumanTask, ProcedureVersion
 
 from . import db, forms, i18n
 from .common import bp, form_refusal, staff_required, visible
@@ -39,7 +40,9 @@ def task(actor, task_id):
         decision = form["decision"]
         data = {"decision": decision}
         if decision == "request_supplement":
-            data["items"] = forms.lines(form["items"])
+            version = s.get(ProcedureVersion, dossier.version_id)
+            data["items"] = forms.supplement_items(request.form, version.meta["components"])
+            data["acknowledge_late"] = form["acknowledge_late"]
         try:
             result = dossiers.complete_task(s, actor_id=actor.id, task_id=task_id, data=data, note=form["reason"])
         except DomainError as exc:
@@ -54,5 +57,10 @@ def task(actor, task_id):
     ctx = views.dossier_page(s, dossier, clock.now())
     # Once used, the supplementation request is not offered again (the engine refuses it anyway).
     decisions = [d for d in row.decisions if not (d == "request_supplement" and ctx["supplement"] is not None)]
+    # The specialist is told before confirming that a request after the window is late (L10).
+    window_end = deadlines.supplement_window_end(working_calendar(s), dossier.received_at,
+                                                 ctx["version"].meta.get("supplement_window_days", 3))
     return render_template("task.html", task=row, dossier=dossier, decisions=decisions, message=message,
-                           errors=errors, form=request.form, **ctx), (422 if message else 200)
+                           errors=errors, form=request.form, window_end=window_end,
+                           late_request=clock.now() > window_end, outside_rows=forms.OUTSIDE_ROWS,
+                           **ctx), (422 if message else 200)

@@ -83,3 +83,12 @@ def add_user(session: Session, username: str, password: str, grants: list[tuple[
     session.add(user)
     session.commit()
     return user
+
+
+def holders(session: Session, unit_id: int, role: str) -> list[tuple[int, str]]:
+    """Active users holding `role` in the unit: (id, display name), by name."""
+    from engine.store.models import RoleGrant, User
+    rows = session.execute(select(User.id, User.full_name, User.username).join(RoleGrant, RoleGrant.user_id == User.id)
+                           .where(RoleGrant.unit_id == unit_id, RoleGrant.role == role, User.active.is_(True))
+                           .order_by(User.full_name, User.username)).all()
+    return [(r.id, r.full_name or r.username) for r in rows]

@@ -37,7 +37,8 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT)),
     "task.complete": (Rule(ANY_ROLE, TASK),),
     "supplement.deliver": (Rule((MOT_CUA,), OWN),),
-    "apology.issue": (Rule((MOT_CUA, LANH_DAO), OWN),),
+    "apology.issue": (Rule((MOT_CUA, LANH_DAO), OWN),),   # the desk records one a leader signed
+    "apology.sign": (Rule((LANH_DAO,), OWN),),
     "dossier.refuse": (Rule((LANH_DAO,), OWN),),
     "dossier.withdraw": (Rule((MOT_CUA,), OWN),),
     "result.return": (Rule((MOT_CUA,), OWN),),
@@ -46,6 +47,7 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "reports.view": (Rule((MANAGER, ADMIN, LANH_DAO), OVERSIGHT),),
     # administration
     "dossier.migrate": (Rule((ADMIN,), ANYWHERE),),
+    "calendar.apply": (Rule((ADMIN,), ANYWHERE),),   # a change of the working calendar moves appointments
     "catalog.manage": (Rule((ADMIN,), ANYWHERE),),
     "process.design": (Rule((DESIGNER, ADMIN), ANYWHERE),),
     "bpmn.validate": (Rule(ANY_ROLE, ANYWHERE),),
@@ -53,9 +55,11 @@ POLICY: dict[str, tuple[Rule, ...]] = {
 
 _ACTIONS = {  # what the refusal says was attempted
     "dossier.receive": "receive a dossier", "dossier.view": "see this dossier", "task.complete": "complete this step",
-    "supplement.deliver": "record a supplement", "apology.issue": "issue an apology", "dossier.refuse": "refuse a dossier",
+    "supplement.deliver": "record a supplement", "apology.issue": "issue an apology",
+    "apology.sign": "sign an apology", "dossier.refuse": "refuse a dossier",
     "dossier.withdraw": "record a withdrawal", "result.return": "hand over the result", "register.view": "see the register",
-    "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers", "catalog.manage": "manage the catalog",
+    "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers",
+    "calendar.apply": "change the working calendar", "catalog.manage": "manage the catalog",
     "process.design": "design processes", "bpmn.validate": "validate BPMN",
 }
 

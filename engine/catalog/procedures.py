@@ -50,6 +50,9 @@ def _validate_procedure_fields(data: dict) -> dict:
     days = data.get("statutory_days")
     if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= 365:
         errors["statutory_days"] = "a whole number of working days between 0 and 365"
+    respond = data.get("supplement_response_days")
+    if respond is not None and (not isinstance(respond, int) or isinstance(respond, bool) or not 1 <= respond <= 365):
+        errors["supplement_response_days"] = "a whole number of days between 1 and 365"
     seen = set()
     for i, comp in enumerate(data.get("components") or []):
         code = str(comp.get("code", "")).strip()
@@ -79,6 +82,7 @@ def _put_procedure(session: Session, data: dict, *, create_only: bool = False) -
     proc.fee = str(data.get("fee", ""))
     proc.online_level = data["online_level"]
     proc.supplement_window_days = int(data.get("supplement_window_days", 3))
+    proc.supplement_response_days = data.get("supplement_response_days")
     proc.components = [
         {"code": str(c["code"]).strip(), "name": str(c["name"]).strip(), "required": bool(c.get("required", True)),
          "copies": int(c.get("copies", 1))}
@@ -131,6 +135,7 @@ def _add_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
     meta = {
         "statutory_days": proc.statutory_days,
         "supplement_window_days": proc.supplement_window_days,
+        "supplement_response_days": proc.supplement_response_days,
         "components": proc.components,
         "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions}
                   for s in result.model.steps.values()},
@@ -161,11 +166,26 @@ def _publish(session: Session, procedure_code: str, number: int, effective_from:
     version = get_version(session, procedure_code, number)
     if version.status != "draft":
         raise VersionImmutable(f"version {number} is already {version.status}; publish a new version instead")
+    if version.procedure.level == "huyen" and effective_from >= DISTRICTS_ABOLISHED:
+        raise DistrictLevelAbolished(
+            f"procedure {procedure_code} is a district-level (huyen) procedure: the district level was abolished on "
+            f"{DISTRICTS_ABOLISHED:%d/%m/%Y}; move it to the commune (xa) or province (tinh) level before publishing "
+            "a version in force after that date", errors={"effective_from": f"before {DISTRICTS_ABOLISHED.isoformat()}",
+                                                           "level": "xa or tinh"})
     version.status = "published"
     version.effective_from = effective_from
     version.published_at = clock.now()
     session.flush()
     return version
+
+
+# Two-tier local government since 1/7/2025 (Luật Tổ chức chính quyền địa phương 2025; the National
+# Assembly's resolution of 12/6/2025): no district level (LEGAL.md, "What is in force").
+DISTRICTS_ABOLISHED = date(2025, 7, 1)
+
+
+class DistrictLevelAbolished(InvalidInput):
+    code = "district_level_abolished"
 
 
 def get_procedure(session: Session, code: str) -> Procedure:
@@ -330,6 +350,7 @@ def export_catalog(session: Session) -> list[dict]:
     return [{
         "code": p.code, "name": p.name, "field": p.field, "level": p.level, "statutory_days": p.statutory_days,
         "fee": p.fee, "online_level": p.online_level, "supplement_window_days": p.supplement_window_days,
+        "supplement_response_days": p.supplement_response_days,
         "components": p.components,
         "legal_bases": [{"number": b.number, "title": b.title, "effective_from": b.effective_from.isoformat(),
                          "expires_on": b.expires_on.isoformat() if b.expires_on else None} for b in p.legal_bases],

@@ -23,6 +23,7 @@ from engine.store.models import (
     IdempotencyKey,
     ProcedureVersion,
     ProcessSpec,
+    RegisterSequence,
     ServiceRating,
     SupplementRequest,
 )
@@ -30,6 +31,7 @@ from engine.store.upsert import upsert
 
 DOSSIERS = Dossier.__table__
 TASKS = HumanTask.__table__
+SUPPLEMENTS = SupplementRequest.__table__
 PARTS = {m.__name__: m.__table__ for m in (Apology, DossierFile, IdempotencyKey, ServiceRating, SupplementRequest)}
 
 
@@ -106,6 +108,13 @@ def next_sequence(session: Session, unit_code: str, day) -> int:
     return upsert(session, DailySequence, keys=[DailySequence.unit_code, DailySequence.day],
                   values={"unit_code": unit_code, "day": day, "value": 1},
                   set_={"value": DailySequence.value + 1}, returning=DailySequence.value)
+
+
+def next_register_number(session: Session, unit_id: int, year: int) -> int:
+    """Atomic running number of the unit's register for the year (form 01's register line, form 07)."""
+    return upsert(session, RegisterSequence, keys=[RegisterSequence.unit_id, RegisterSequence.year],
+                  values={"unit_id": unit_id, "year": year, "value": 1},
+                  set_={"value": RegisterSequence.value + 1}, returning=RegisterSequence.value)
 
 
 # --- inbox rows ----------------------------------------------------------------------------------

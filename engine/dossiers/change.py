@@ -29,9 +29,9 @@ from engine.catalog.calendar import working_calendar
 from engine.dossiers import aggregate, audit, outbox
 from engine.dossiers.aggregate import Record
 from engine.errors import DomainError, InvalidInput, TaskNotReady, WorkflowError
-from engine.reporting import counters
+from engine.reporting import counters, deadlines
 from engine.store.db import write_transaction
-from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, WITHDRAWN, Apology, IdempotencyKey, Unit
+from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, WITHDRAWN, IdempotencyKey, SupplementRequest, Unit
 from engine.workflow import runtime
 from engine.workflow.workcal import WorkingCalendar
 
@@ -167,7 +167,7 @@ class DossierChange:
         d.timer_due_at = inst.next_timer_due()
         if inst.completed and d.status in OPEN_STATUSES:
             self.finish(REFUSED if refused else RESULT_READY)
-            self.audit("finished", outcome=d.status, on_time=self.now <= d.due_at)
+            self.audit("finished", outcome=d.status, on_time=d.finish_result != "late")
         d.workflow_state = inst.dump()
         return created
 
@@ -181,14 +181,13 @@ class DossierChange:
         d, now = self.dossier, self.now
         d.status, d.finished_at = status, now
         d.finished_on = clock.local(now).date()
+        paused, d.clock_paused = d.clock_paused, False
         if status == WITHDRAWN:
             return
-        due = d.due_at
-        if d.apologized:
-            # An apology moves the appointment but the dossier still counts against the one it missed.
-            apology = self.part(Apology)
-            due = apology.previous_due_at if apology is not None else due
-        d.finish_result = counters.classify(now, due)
+        # Judged on the legal date in force (an apology moves only the appointment); a dossier that
+        # ends while the citizen holds it is judged at the moment the agency's clock stopped.
+        request = self.part(SupplementRequest) if paused else None
+        d.finish_result = deadlines.finish_result(d, now, request.requested_at if request is not None else None)
         d.steps_result = counters.worst([counters.classify(done, step_due) for done, step_due
                                          in aggregate.completed_step_deadlines(self.session, d.id)])
 

@@ -3,26 +3,33 @@ requested from a step (form 02), delivered at the desk (the processing time rest
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.catalog import calendar as calendar_mod
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, dossier_change
-from engine.dossiers.reception import PAPER_CUTOFF, run_once, store_files, validate_components
+from engine.dossiers.reception import handed_on, run_once, store_files, validate_components
 from engine.errors import (
     InvalidInput,
+    LateSupplementRequest,
     SupplementAlreadyRequested,
     SupplementNotRequested,
     TaskNotReady,
     WorkflowError,
 )
+from engine.reporting import deadlines
 from engine.store.models import AWAITING_SUPPLEMENT, PROCESSING, RECEIVED, SupplementRequest
 
 REQUEST_SUPPLEMENT, REFUSE, SEND_BACK = "request_supplement", "refuse", "return"
 SUPPLEMENT_MESSAGE = "supplement_received"
-FORM_FIELDS = frozenset({"decision", "reason", "items"})
+FORM_FIELDS = frozenset({"decision", "reason", "items", "acknowledge_late"})
+# How long the citizen is asked to answer a supplement request, in calendar days (the unit specialised
+# law uses, e.g. business registration), unless the procedure says otherwise
+# (`supplement_response_days`). NĐ 118/2025 sets no general limit: see docs/legal-rules.md, L10.
+SUPPLEMENT_RESPONSE_DAYS = 30
 
 
 @dataclass
@@ -64,8 +71,12 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
         if supplement is not None:
             _open_supplement(change, task, supplement)
         if decision == REFUSE:
+            # A proposal until the process ends: the steps after it (the leader signing form 03, the
+            # desk handing it over) carry it; sending the dossier back withdraws it.
             dossier.refusal_reason = note
-        created = change.sync(refused=decision == REFUSE)
+        elif decision == SEND_BACK:
+            dossier.refusal_reason = None
+        created = change.sync(refused=dossier.refusal_reason is not None)
     return Completion(dossier, task, created)
 
 
@@ -75,45 +86,92 @@ def _supplement_request(change: DossierChange, data: dict, note: str) -> dict:
         raise SupplementAlreadyRequested(
             "supplementation was already requested once for this dossier; the law allows only one request "
             "(NĐ 118/2025 Đ11(2)). Refuse the dossier or continue processing instead.")
-    items = data.get("items") or []
-    if isinstance(items, str):
-        items = [line.strip() for line in items.splitlines() if line.strip()]
-    if not isinstance(items, list) or not all(isinstance(i, str) and i.strip() for i in items) or not items:
-        raise InvalidInput("list every document to supplement, completely, in one request",
-                           errors={"items": "at least one item"})
+    items = supplement_items(change.meta.get("components", []), data.get("items"))
     if not note:
         raise InvalidInput("a reason is required", errors={"reason": "required"})
-    return {"reason": note, "items": [i.strip() for i in items]}
+    within_window = change.now <= supplement_window_end(change)
+    if not within_window and data.get("acknowledge_late") not in (True, "true", "1", "on", 1):
+        raise LateSupplementRequest(
+            "the window for a supplement request (3 working days after reception, L10) has passed: the request "
+            "will be recorded as late and the processing time will not restart. Confirm with acknowledge_late.")
+    return {"reason": note, "items": items, "within_window": within_window}
+
+
+def supplement_window_end(change: DossierChange) -> datetime:
+    """The end of the window after reception in which a supplement request pauses and restarts the
+    processing time (NĐ 61 Đ19(4), L10)."""
+    return deadlines.supplement_window_end(change.calendar, change.dossier.received_at,
+                                           change.meta.get("supplement_window_days", 3))
+
+
+def supplement_items(components: list[dict], items) -> list[dict]:
+    """Each requested item names a component of the procedure and what is wrong with it, or is a
+    document the procedure does not list ("ngoài danh mục"), with the reason it is needed (L1)."""
+    if not isinstance(items, list) or not items:
+        raise InvalidInput("list every document to supplement, completely, in one request",
+                           errors={"items": "at least one item"})
+    by_code = {c["code"]: c for c in components}
+    out, errors = [], {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            errors[f"items.{i}"] = "an object {component, problem} naming one of: " + ", ".join(by_code)
+            continue
+        code = item.get("component") or None
+        problem = str(item.get("problem") or "").strip()
+        if not problem:
+            errors[f"items.{i}.problem"] = "say what is missing or wrong"
+        if code is not None:
+            if code not in by_code:
+                errors[f"items.{i}.component"] = "not a component of this procedure: " + ", ".join(by_code)
+                continue
+            out.append({"component": code, "name": by_code[code]["name"], "problem": problem})
+        else:
+            name, reason = str(item.get("name") or "").strip(), str(item.get("reason") or "").strip()
+            if not name:
+                errors[f"items.{i}.name"] = "name the document"
+            if not reason:
+                errors[f"items.{i}.reason"] = "a document the procedure does not list needs a reason"
+            out.append({"component": None, "name": name, "problem": problem, "reason": reason})
+    if errors:
+        raise InvalidInput("each item names a component of the procedure and what is wrong with it", errors=errors)
+    return out
 
 
 def _open_supplement(change: DossierChange, task: Record, request: dict) -> None:
     dossier, cal = change.dossier, change.calendar
     if not change.instance().waiting_for_message(SUPPLEMENT_MESSAGE):
         raise WorkflowError("the diagram's request_supplement path does not wait for 'supplement_received'")
-    # Asked within the window the procedure allows after reception (NĐ 61 Đ9): later requests are
-    # recorded, and reported, as late.
-    window_end = cal.end_of_working_day(
-        cal.add_working_days(clock.local(dossier.received_at).date(), change.meta.get("supplement_window_days", 3)))
-    within_window = change.now <= window_end
+    within_window = request["within_window"]
+    respond_days = change.meta.get("supplement_response_days") or SUPPLEMENT_RESPONSE_DAYS
+    respond_by = cal.end_of_working_day(
+        cal.working_day_on_or_after(clock.local(change.now).date() + timedelta(days=respond_days)))
     change.on_duplicate = SupplementAlreadyRequested("supplementation was already requested once for this dossier")
     change.add(SupplementRequest, requested_at=change.now, requested_by_id=change.actor.id, step=task.spec_name,
-               previous_due_at=dossier.due_at, within_window=within_window, **request)
+               previous_due_at=dossier.legal_due_at, respond_by=respond_by, **request)
     dossier.status = AWAITING_SUPPLEMENT
     dossier.supplemented = True
+    dossier.supplement_late = not within_window
+    # A timely request pauses the processing time while the citizen holds the dossier; a late one does
+    # not: the agency bears the delay.
+    dossier.clock_paused = within_window
+    if within_window:
+        dossier.overdue = False
     change.audit("supplement_requested", step=task.spec_name, reason=request["reason"], items=request["items"],
-                 within_window=within_window)
+                 within_window=within_window, respond_by=respond_by.isoformat())
 
 
-def request_supplement(session: Session, *, actor_id: int, task_id: str, reason: str, items: list[str],
-                       now: datetime | None = None) -> Completion:
+def request_supplement(session: Session, *, actor_id: int, task_id: str, reason: str, items: list[dict],
+                       acknowledge_late: bool = False, now: datetime | None = None) -> Completion:
     """Form 02: the step's request_supplement decision, allowed once per dossier."""
     return complete_task(session, actor_id=actor_id, task_id=task_id,
-                         data={"decision": REQUEST_SUPPLEMENT, "items": items}, note=reason, now=now)
+                         data={"decision": REQUEST_SUPPLEMENT, "items": items, "acknowledge_late": acknowledge_late},
+                         note=reason, now=now)
 
 
 def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, components: list[dict],
                        note: str = "", now: datetime | None = None, idempotency: tuple[str, str] | None = None) -> Record:
-    """The citizen's complete supplement arrives: the processing time restarts from zero (L10)."""
+    """The citizen's complete supplement arrives: after a timely request the processing time restarts
+    from zero and a new appointment is set (L10); after a late one the dates in force stay."""
     with dossier_change(session, actor_id=actor_id, permission="supplement.deliver", code=dossier_code, now=now) as change:
         dossier, now = change.dossier, change.now
         request = change.part(SupplementRequest)
@@ -129,17 +187,22 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
             raise SupplementNotRequested(f"dossier {dossier.code} is not waiting for a supplement") from None
         stored = store_files(change, comps, "supplement")
         cal = change.calendar
-        new_due = cal.appointment(now, change.meta["statutory_days"], PAPER_CUTOFF)
+        previous = dossier.due_at
+        if request.within_window:
+            new_due = cal.appointment(now, change.meta["statutory_days"],
+                                      calendar_mod.same_day_cutoff(change.session, clock.local(now).date()))
+            dossier.due_at = dossier.legal_due_at = new_due
+            dossier.overdue = False
+        else:
+            new_due = dossier.due_at
         request.received_at, request.received_by_id, request.received_note = now, change.actor.id, note
         request.new_due_at = new_due
         change.save_part(SupplementRequest, request)
-        previous = dossier.due_at
-        dossier.due_at = new_due
-        dossier.handed_on_at = cal.handover_time(now, PAPER_CUTOFF) if dossier.channel != "online" else cal.align_forward(now)
+        dossier.handed_on_at = handed_on(change.session, cal, dossier.channel, now)
         dossier.status = PROCESSING
-        dossier.overdue = False
+        dossier.clock_paused = False
         change.audit("supplement_received", previous_due_at=previous.isoformat(), due_at=new_due.isoformat(), note=note,
-                     files=stored)
+                     files=stored, restarted=bool(request.within_window))
         change.sync()
         change.emit("supplement_received")
         change.remember_request("deliver_supplement", idempotency)

@@ -3,13 +3,14 @@ process started and its appointment set — at most once per Idempotency-Key."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, time
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.catalog import calendar as calendar_mod
 from engine.catalog import procedures as catalog
 from engine.dossiers import aggregate
 from engine.dossiers.aggregate import Record
@@ -21,7 +22,14 @@ from engine.text import fold
 from engine.workflow import runtime
 
 ID_NUMBER_RE = re.compile(r"^[0-9A-Za-z\-]{6,20}$")
-PAPER_CUTOFF = time(15, 0)
+
+
+def handed_on(session: Session, cal, channel: str, now: datetime) -> datetime:
+    """When the dossier reaches the processing unit (L7): online at once (within office hours), paper
+    the same working day or, after the transfer cut-off in force, at the start of the next one."""
+    if channel == "online":
+        return cal.align_forward(now)
+    return cal.handover_time(now, calendar_mod.transfer_cutoff(session, clock.local(now).date()))
 
 
 class IdempotencyMismatch(Conflict):
@@ -107,7 +115,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
         cal = change.calendar
         unit_code = session.execute(select(Unit.code).where(Unit.id == change.unit_id)).scalar_one()
         code = f"{unit_code}-{local_now:%y%m%d}-{aggregate.next_sequence(session, unit_code, local_now.date()):04d}"
-        due = cal.appointment(now, meta["statutory_days"], PAPER_CUTOFF)
+        due = cal.appointment(now, meta["statutory_days"], calendar_mod.same_day_cutoff(session, local_now.date()))
         try:
             with clock.frozen(now):
                 instance = runtime.Instance.start(spec_hash, aggregate.spec_loader(session), cal,
@@ -118,8 +126,11 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
             "code": code, "procedure_id": proc.id, "version_id": version.id, "unit_id": change.unit_id,
             "channel": channel, "applicant": applicant, "applicant_id_number": applicant["id_number"],
             "status": RECEIVED, "received_at": now, "received_by_id": change.actor.id,
-            "handed_on_at": cal.align_forward(now) if channel == "online" else cal.handover_time(now, PAPER_CUTOFF),
-            "due_at": due, "original_due_at": due, "received_on": local_now.date(), "digitised": bool(comps),
+            "handed_on_at": handed_on(session, cal, channel, now),
+            "due_at": due, "legal_due_at": due, "original_due_at": due, "clock_paused": False,
+            "register_year": local_now.year,
+            "register_no": aggregate.next_register_number(session, change.unit_id, local_now.year),
+            "received_on": local_now.date(), "digitised": bool(comps),
             "serializer_version": runtime.SERIALIZER_VERSION, "workflow_state": "",
             "search_text": fold(" ".join([code, applicant["name"], applicant["phone"], applicant["id_number"]])),
         }, instance)

@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import exists
 from sqlalchemy.orm import sessionmaker
 
 from engine import clock
 from engine.dossiers import aggregate
-from engine.dossiers.aggregate import DOSSIERS
+from engine.dossiers.aggregate import DOSSIERS, SUPPLEMENTS
 from engine.dossiers.change import claimed_change
 from engine.errors import WorkflowError
+from engine.reporting import deadlines
 from engine.store.db import begin_write
-from engine.store.models import AWAITING_SUPPLEMENT, OPEN_STATUSES
+from engine.store.models import AWAITING_SUPPLEMENT, OPEN_STATUSES, SupplementRequest
 from engine.workflow import runtime
 
 BATCH = 50
@@ -29,6 +31,7 @@ class SweepReport:
     timers_fired: int = 0
     dossiers_overdue: int = 0
     steps_late: int = 0
+    supplements_expired: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -38,6 +41,7 @@ def run_once(factory: sessionmaker, now: datetime | None = None) -> SweepReport:
     _fire_timers(factory, now, report)
     _flag_overdue(factory, now, report)
     _flag_late_steps(factory, now, report)
+    _flag_unanswered_supplements(factory, now, report)
     return report
 
 
@@ -72,16 +76,15 @@ def _fire_timers(factory, now, report) -> None:
 
 
 def _flag_overdue(factory, now, report) -> None:
-    # The clock is paused while the citizen owes a supplement.
-    running = [s for s in OPEN_STATUSES if s != AWAITING_SUPPLEMENT]
-    for session, batch in _batches(factory, DOSSIERS.c.status.in_(running), DOSSIERS.c.due_at < now,
-                                   DOSSIERS.c.overdue.is_(False), order_by=DOSSIERS.c.due_at):
+    # One definition of overdue (engine/reporting/deadlines.py): not while the citizen holds the dossier.
+    for session, batch in _batches(factory, deadlines.overdue(now, DOSSIERS.c), DOSSIERS.c.overdue.is_(False),
+                                   order_by=DOSSIERS.c.legal_due_at):
         for dossier in batch:
             with claimed_change(session, dossier, now) as change:
                 dossier.overdue = True
                 dossier.overdue_flagged_at = now
                 dossier.late_without_apology = not dossier.apologized
-                change.audit("overdue", due_at=dossier.due_at.isoformat(), apologized=dossier.apologized)
+                change.audit("overdue", due_at=dossier.legal_due_at.isoformat(), apologized=dossier.apologized)
                 change.emit("overdue")
             report.dossiers_overdue += 1
 
@@ -93,3 +96,20 @@ def _flag_late_steps(factory, now, report) -> None:
                 for task in change.flag_late_steps():
                     change.audit("step_late", step=task.spec_name, task_id=task.id, due_at=task.due_at.isoformat())
                     report.steps_late += 1
+
+
+def _flag_unanswered_supplements(factory, now, report) -> None:
+    """A supplement request past the date the citizen was asked to answer by: the desk is told (the
+    dossier shows it, the outbox carries it); closing the dossier stays a decision (form 03)."""
+    unanswered = exists().where(SUPPLEMENTS.c.dossier_id == DOSSIERS.c.id, SUPPLEMENTS.c.received_at.is_(None),
+                                SUPPLEMENTS.c.expired_at.is_(None), SUPPLEMENTS.c.respond_by < now)
+    for session, batch in _batches(factory, DOSSIERS.c.status == AWAITING_SUPPLEMENT, unanswered,
+                                   order_by=DOSSIERS.c.id):
+        for dossier in batch:
+            with claimed_change(session, dossier, now) as change:
+                request = change.part(SupplementRequest)
+                request.expired_at = now
+                change.save_part(SupplementRequest, request)
+                change.audit("supplement_expired", respond_by=request.respond_by.isoformat())
+                change.emit("supplement_expired")
+            report.supplements_expired += 1

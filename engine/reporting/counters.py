@@ -64,7 +64,8 @@ def facts_of(d) -> Counter:
         if d.steps_result is not None:
             out[(*f, "tt01_i2")] += POINTS.get(d.steps_result, 0)
             out[(*f, "tt01_i2_n")] += 1
-        out[(*f, "tt01_i3")] += 1 if d.supplemented else 2
+        # Index 3, contacts needed: none 2, one supplement request 1, a late request (the agency's delay) 0.
+        out[(*f, "tt01_i3")] += 0 if d.supplement_late else 1 if d.supplemented else 2
         out[(*f, "tt01_i4")] += 2 if d.channel == "online" else 1
         # Index 7 needs the complaint ratings, which are configuration: keep points per rating.
         out[(*f, f"points_rated_{d.rating or 'none'}")] += points
@@ -112,7 +113,8 @@ def rebuild(session: Session) -> None:
         grouped(d.finished_on, "tt01_i1", points(d.finish_result), finished),
         grouped(d.finished_on, "tt01_i2", points(d.steps_result), finished, d.steps_result.is_not(None)),
         grouped(d.finished_on, "tt01_i2_n", one, finished, d.steps_result.is_not(None)),
-        grouped(d.finished_on, "tt01_i3", case((d.supplemented.is_(True), 1), else_=2), finished),
+        grouped(d.finished_on, "tt01_i3", case((d.supplement_late.is_(True), 0), (d.supplemented.is_(True), 1), else_=2),
+                finished),
         grouped(d.finished_on, "tt01_i4", case((d.channel == "online", 2), else_=1), finished),
         *[grouped(d.finished_on, f"points_rated_{r}", points(d.finish_result), finished, d.rating == r) for r in RATINGS],
         grouped(d.finished_on, "points_rated_none", points(d.finish_result), finished, d.rating.is_(None)),

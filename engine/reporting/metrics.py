@@ -17,10 +17,11 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from engine import clock
 from engine.access import directory
 from engine.clock import VN_TZ
+from engine.reporting import deadlines
 from engine.store.models import (
-    OPEN_STATUSES,
     REFUSED,
     RESULT_READY,
     RETURNED,
@@ -91,8 +92,19 @@ def _count(cond):
 GOOD_RATINGS = ("very_satisfied", "satisfied")
 
 
+def _as_of(end: date) -> datetime:
+    """The moment "still open" and "overdue" are judged at: the end of the period, or now while it runs."""
+    return min(clock.now(), datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ))
+
+
+def _overdue_at_end(end: date):
+    """Among the dossiers open at the end of the period: overdue then (deadlines.overdue for those still
+    open; those finished since, by the legal date they had)."""
+    at = _as_of(end)
+    return or_(deadlines.overdue(at), and_(Dossier.finished_on.is_not(None), Dossier.legal_due_at < at))
+
+
 def _conditions(start: date, end: date):
-    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
     received = Dossier.received_on.between(start, end)
     finished = and_(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED))
     in_progress = and_(Dossier.received_on <= end, or_(Dossier.finished_on.is_(None), Dossier.finished_on > end),
@@ -108,9 +120,9 @@ def _conditions(start: date, end: date):
         "finished_late": and_(finished, Dossier.finish_result == "late"),
         "finished_late_apologized": and_(finished, Dossier.finish_result == "late", Dossier.apologized.is_(True)),
         "in_progress": in_progress,
-        "in_progress_overdue": and_(in_progress, Dossier.due_at < end_at),
+        "in_progress_overdue": and_(in_progress, _overdue_at_end(end)),
         "withdrawn": and_(Dossier.finished_on.between(start, end), Dossier.status == WITHDRAWN),
-        "overdue_without_apology": and_(in_progress, Dossier.due_at < end_at, Dossier.apologized.is_(False)),
+        "overdue_without_apology": and_(in_progress, _overdue_at_end(end), Dossier.apologized.is_(False)),
         "supplemented": and_(received, Dossier.supplemented.is_(True)),
         "digitised": and_(received, Dossier.digitised.is_(True)),
     }
@@ -159,9 +171,8 @@ def _figures(session: Session, start: date, end: date, filters: tuple, cfg: dict
             m["tt01_i7"] += 0 if name[13:] in complaints else n
         elif name in m:
             m[name] += n
-    end_at = datetime.combine(end + timedelta(days=1), time.min, tzinfo=VN_TZ)
     dgrp = {"unit": Dossier.unit_id, "procedure": Dossier.procedure_id}.get(group_by)
-    overdue = Dossier.due_at < end_at
+    overdue = _overdue_at_end(end)
     # Open at the end of the period: not finished at all (the partial index ix_dossiers_open), or
     # finished only after it (a range on ix_dossiers_finished_on) — two index-driven queries.
     for unfinished in (Dossier.finished_on.is_(None), Dossier.finished_on > end):
@@ -331,10 +342,10 @@ def dossier_list(session: Session, kind: str, start: date, end: date, unit_code:
 
 
 def due_soon(session: Session, unit_ids: list[int], now: datetime, within: timedelta = timedelta(days=1)) -> dict:
-    """Today's lists: open dossiers already overdue, and those due within `within`."""
-    base = select(Dossier).where(Dossier.unit_id.in_(unit_ids), Dossier.status.in_(OPEN_STATUSES))
+    """Today's lists: open dossiers already overdue, and those due within `within` (never both)."""
+    base = select(Dossier).where(Dossier.unit_id.in_(unit_ids))
     return {
-        "overdue": session.scalars(base.where(Dossier.due_at < now).order_by(Dossier.due_at).limit(200)).all(),
-        "due_soon": session.scalars(base.where(Dossier.due_at >= now, Dossier.due_at < now + within)
-                                    .order_by(Dossier.due_at).limit(200)).all(),
+        "overdue": session.scalars(base.where(deadlines.overdue(now)).order_by(Dossier.legal_due_at).limit(200)).all(),
+        "due_soon": session.scalars(base.where(deadlines.due_between(now, now + within))
+                                    .order_by(Dossier.legal_due_at).limit(200)).all(),
     }

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 from engine.reporting.counters import classify
 from engine.store.models import AuditEvent
 
+LATE_REQUEST = "Yêu cầu bổ sung muộn (sau 03 ngày làm việc kể từ ngày tiếp nhận)"
+
 
 @dataclass
 class SlipRow:
@@ -19,7 +21,8 @@ class SlipRow:
     step: str
     step_name: str
     role: str
-    handed_at: datetime
+    handed_at: datetime      # the real time of the hand-over
+    clock_from: datetime     # when the step's working-time clock started (after a 15:00 cut-off: next morning)
     giver: str
     receiver: str | None
     due_at: datetime
@@ -33,7 +36,7 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
     events = session.scalars(
         select(AuditEvent).where(AuditEvent.dossier_id == dossier_id).order_by(AuditEvent.seq)).all()
     rows: dict[str, SlipRow] = {}
-    last_actor = "Một cửa"
+    last_actor, last_done = "Một cửa", None
     for event in events:
         if event.kind == "received":
             last_actor = event.actor_name
@@ -44,7 +47,7 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
             rows = {k: r for k, r in rows.items() if r.finished_at is not None or r.step != event.step}
             rows[d["task_id"]] = SlipRow(
                 task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"],
-                handed_at=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
+                handed_at=event.at, clock_from=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
                 due_at=datetime.fromisoformat(d["due_at"]), finished_at=None, decision=None, note="", result=None,
             )
         elif event.kind == "task_completed":
@@ -55,7 +58,11 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
                 row.decision = event.data.get("decision")
                 row.note = event.data.get("note", "")
                 row.result = classify(event.at, row.due_at)
+                last_done = row
             last_actor = event.actor_name
+        elif event.kind == "supplement_requested" and event.data.get("within_window") is False and last_done:
+            # L10: a request after the window is marked on the slip (the processing time did not restart).
+            last_done.note = (last_done.note + " — " if last_done.note else "") + LATE_REQUEST
         elif event.kind == "supplement_received":
             last_actor = event.actor_name
     return list(rows.values())

@@ -8,13 +8,14 @@ from datetime import datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine import clock
+from engine.access import directory
 from engine.access.actors import Actor
 from engine.clock import VN_TZ
 from engine.errors import NotFound
+from engine.reporting import deadlines
 from engine.reporting.slip import control_slip
 from engine.store.models import (
-    PROCESSING,
-    RECEIVED,
     Apology,
     AuditEvent,
     Dossier,
@@ -30,8 +31,9 @@ from engine.store.models import (
 
 
 def is_overdue(dossier, now) -> bool:
-    """Quá hạn: flagged by the sweep, or past its appointment while still being processed."""
-    return bool(dossier.overdue) or (dossier.status in (RECEIVED, PROCESSING) and dossier.due_at < now)
+    """Quá hạn (engine/reporting/deadlines.py): open and past the legal date with the clock running,
+    or finished late."""
+    return deadlines.is_overdue(dossier, now)
 
 
 def find_dossier(session: Session, code: str) -> Dossier:
@@ -54,8 +56,11 @@ def dossier_view(session: Session, code: str) -> dict:
     return {
         "code": dossier.code,
         "status": dossier.status,
-        "overdue": dossier.overdue,
+        "overdue": deadlines.is_overdue(dossier, clock.now()),
         "apologized": dossier.apologized,
+        "clock_paused": dossier.clock_paused,
+        "legal_due_at": dossier.legal_due_at,
+        "finish_result": dossier.finish_result,
         "channel": dossier.channel,
         "unit_code": dossier.unit.code,
         "applicant": dossier.applicant,
@@ -74,14 +79,14 @@ def dossier_view(session: Session, code: str) -> dict:
         ],
         "supplements": [
             {"requested_at": s.requested_at, "reason": s.reason, "items": s.items, "within_window": s.within_window,
-             "received_at": s.received_at, "new_due_at": s.new_due_at} for s in supplements
+             "respond_by": s.respond_by, "received_at": s.received_at, "new_due_at": s.new_due_at} for s in supplements
         ],
         "apologies": [
             {"issued_at": a.issued_at, "reason": a.reason, "previous_due_at": a.previous_due_at,
              "new_due_at": a.new_due_at, "late": a.late} for a in apologies
         ],
         "timeline": [
-            {"step": r.step, "name": r.step_name, "role": r.role, "user": r.receiver, "started": r.handed_at,
+            {"step": r.step, "name": r.step_name, "role": r.role, "user": r.receiver, "started": r.clock_from,
              "due": r.due_at, "finished": r.finished_at, "decision": r.decision, "note": r.note,
              "on_time": None if r.result is None else r.result != "late", "result": r.result}
             for r in control_slip(session, dossier.id)
@@ -99,7 +104,9 @@ def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
 
 PUBLIC_LABELS = {
     "received": "Tiếp nhận hồ sơ", "supplement_requested": "Yêu cầu bổ sung giấy tờ",
-    "supplement_received": "Nhận hồ sơ bổ sung", "apology_issued": "Gửi văn bản xin lỗi, hẹn lại ngày trả",
+    "supplement_received": "Nhận hồ sơ bổ sung",
+    "apology_issued": "Gửi văn bản xin lỗi và đề nghị gia hạn thời gian giải quyết",
+    "calendar_shift": "Đổi ngày hẹn trả do thay đổi lịch nghỉ",
     "finished": "Đã xử lý xong", "result_returned": "Trả kết quả", "refused": "Từ chối giải quyết",
     "withdrawn": "Dừng giải quyết theo đề nghị",
 }
@@ -114,7 +121,7 @@ def public_lookup(session: Session, code: str, id_number: str) -> dict:
     procedure = session.get(Procedure, dossier.procedure_id)
     return {
         "code": dossier.code, "procedure_code": procedure.code, "procedure_name": procedure.name,
-        "status": dossier.status, "overdue": dossier.overdue, "received_at": dossier.received_at,
+        "status": dossier.status, "overdue": deadlines.is_overdue(dossier, clock.now()), "received_at": dossier.received_at,
         "due_at": dossier.due_at, "finished_at": dossier.finished_at, "returned_at": dossier.returned_at,
         "history": _public_history(session, dossier.id),
         "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
@@ -136,6 +143,8 @@ def _public_history(session: Session, dossier_id: int) -> list[dict]:
 def dossier_page(session: Session, dossier: Dossier, now) -> dict:
     """Everything the dossier, task and form pages show about one dossier."""
     slip = control_slip(session, dossier.id)
+    apology = session.scalar(select(Apology).where(Apology.dossier_id == dossier.id))
+    signer = session.get(User, apology.signed_by_id) if apology is not None and apology.signed_by_id else None
     open_tasks = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
                                                          HumanTask.completed_at.is_(None))).all()
     return {
@@ -146,14 +155,27 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
                                  .order_by(DossierFile.id)).all(),
         "slip": slip,
         "supplement": session.scalar(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)),
-        "apology": session.scalar(select(Apology).where(Apology.dossier_id == dossier.id)),
+        "apology": apology,
+        "apology_signer": (signer.full_name or signer.username) if signer is not None else None,
         "open_tasks": open_tasks,
         "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
+        # Leaders who may sign form 04 when the desk records it; the withdrawal request for form 05.
+        "signers": directory.holders(session, dossier.unit_id, "lanh_dao"),
+        "withdrawal": _withdrawal(session, dossier.id),
         "markers": {"done": sorted({r.step for r in slip if r.finished_at}),
                     "current": sorted({t.spec_name for t in open_tasks}),
                     "late": sorted({r.step for r in slip if r.result == "late"}
                                    | {t.spec_name for t in open_tasks if t.due_at < now})},
     }
+
+
+def _withdrawal(session: Session, dossier_id: int) -> dict | None:
+    event = session.scalar(select(AuditEvent).where(AuditEvent.dossier_id == dossier_id, AuditEvent.kind == "withdrawn"))
+    if event is None:
+        return None
+    asked = event.data.get("requested_at")
+    return {"requested_at": datetime.fromisoformat(asked) if asked else event.at, "reason": event.data.get("reason", ""),
+            "decided_at": event.at}
 
 
 def register(session: Session, unit_ids: list[int], start, end, field: str = "") -> list[tuple]:
@@ -174,7 +196,7 @@ def queue_counts(session: Session, actor: Actor, at) -> dict:
     """Counts for the navigation badges ("nhắc việc"), each one indexed COUNT."""
     from sqlalchemy import func, tuple_
 
-    from engine.store.models import AWAITING_SUPPLEMENT, OPEN_STATUSES, RESULT_READY
+    from engine.store.models import AWAITING_SUPPLEMENT, RESULT_READY
 
     pairs = sorted(actor.grants)
     units = sorted({u for u, _ in pairs})
@@ -188,7 +210,7 @@ def queue_counts(session: Session, actor: Actor, at) -> dict:
         "awaiting_supplement": session.scalar(select(func.count()).select_from(Dossier).where(
             Dossier.unit_id.in_(units), Dossier.status == AWAITING_SUPPLEMENT)),
         "overdue": session.scalar(select(func.count()).select_from(Dossier).where(
-            Dossier.unit_id.in_(units), Dossier.status.in_(OPEN_STATUSES), Dossier.due_at < at)),
+            Dossier.unit_id.in_(units), deadlines.overdue(at))),
         "result_ready": session.scalar(select(func.count()).select_from(Dossier).where(
             Dossier.unit_id.in_(units), Dossier.status == RESULT_READY)),
     }

@@ -100,6 +100,9 @@ class Procedure(Base):
     fee: Mapped[str] = mapped_column(String(255), default="")
     online_level: Mapped[str] = mapped_column(String(16))
     supplement_window_days: Mapped[int] = mapped_column(Integer, default=3, server_default=text("3"))
+    # Days (calendar) the citizen is given to answer a supplement request, when specialised law sets
+    # them; None: the engine's default (engine/dossiers/processing.py, SUPPLEMENT_RESPONSE_DAYS).
+    supplement_response_days: Mapped[int | None] = mapped_column(Integer)
     components: Mapped[list[dict]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     versions: Mapped[list[ProcedureVersion]] = relationship(back_populates="procedure", order_by="ProcedureVersion.number")
@@ -156,10 +159,12 @@ class Dossier(Base):
         Index("ix_dossiers_unit_finished_on", "unit_id", "finished_on"),
         Index("ix_dossiers_procedure_received_on", "procedure_id", "received_on"),
         Index("ix_dossiers_received_on", "received_on"),
+        # The register (sổ theo dõi, form 07): a running number per unit and year.
+        UniqueConstraint("unit_id", "register_year", "register_no", name="uq_dossiers_register_no"),
         Index("ix_dossiers_finished_on", "finished_on"),
         # The work in progress, for the reports' live part: covering on PostgreSQL (index-only scans).
         Index("ix_dossiers_open", "unit_id", "procedure_id",
-              postgresql_include=["received_on", "status", "due_at", "apologized"],
+              postgresql_include=["received_on", "status", "legal_due_at", "clock_paused", "apologized"],
               postgresql_where=text("finished_on IS NULL"), sqlite_where=text("finished_on IS NULL")),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,23 +181,35 @@ class Dossier(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     handed_on_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Three dates (engine/dossiers/deadlines.py): `due_at` is the appointment the citizen holds (an
+    # apology moves it); `legal_due_at` is the date the law holds the agency to (set at reception,
+    # set afresh when a timely supplement arrives, never moved by an apology): lateness is judged on
+    # it; `original_due_at` is the first appointment, printed on form 01.
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    legal_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     original_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # True while the citizen holds the dossier after a timely supplement request: the processing time
+    # is paused (L10) and nothing about it can be late.
+    clock_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    register_year: Mapped[int | None] = mapped_column(Integer)
+    register_no: Mapped[int | None] = mapped_column(Integer)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     overdue_flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     late_without_apology: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     apologized: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    returned_via: Mapped[str | None] = mapped_column(String(16))  # counter | post | online (form 07)
     # Reporting columns, set once when the fact happens, so every figure is a plain SQL aggregate:
     # local calendar days (no time-zone arithmetic in SQL) and early/on_time/late judged on the calendar.
     received_on: Mapped[date | None] = mapped_column(Date)
     finished_on: Mapped[date | None] = mapped_column(Date)
-    finish_result: Mapped[str | None] = mapped_column(String(8))  # early | on_time | late (against the due date
-    #                                                                before any apology reset)
+    finish_result: Mapped[str | None] = mapped_column(String(8))  # early | on_time | late (deadlines.finish_result)
     steps_result: Mapped[str | None] = mapped_column(String(8))   # worst step: early | on_time | late
     digitised: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))  # scans stored
     supplemented: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The supplement request came after the window (L10): the agency's doing, scored 0 on TT 01 index 3.
+    supplement_late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     rating: Mapped[str | None] = mapped_column(String(16))  # the citizen's rating, copied for the reports
     # Workflow instance state; the spec is referenced through version.spec_hash, never copied.
     serializer_version: Mapped[str] = mapped_column(String(32))
@@ -222,6 +239,15 @@ class DossierFile(Base):
     storage_key: Mapped[str] = mapped_column(String(255))
     purpose: Mapped[str] = mapped_column(String(16), default="reception")  # reception | supplement
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RegisterSequence(Base):
+    """The register's running number per unit and year (the "số" of form 01's register line, form 07)."""
+
+    __tablename__ = "register_sequences"
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
 
 
 class DailySequence(Base):
@@ -270,8 +296,15 @@ class SupplementRequest(Base):
     requested_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     step: Mapped[str] = mapped_column(String(255))
     reason: Mapped[str] = mapped_column(Text)
-    items: Mapped[list[str]] = mapped_column(JSON)
+    # [{"component": code, "name": component name, "problem": what is wrong}] or, for a document the
+    # procedure does not list, {"component": None, "name": ..., "problem": ..., "reason": why it is needed}.
+    items: Mapped[list[dict]] = mapped_column(JSON)
+    # Asked within the window after reception (L10). A late request does not pause or restart the
+    # processing time: the agency bears the delay.
     within_window: Mapped[bool] = mapped_column(Boolean)
+    # The date the citizen was asked to answer by; past it the desk is told and may close the dossier.
+    respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the sweep found it unanswered
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     received_note: Mapped[str] = mapped_column(Text, default="")
@@ -287,6 +320,8 @@ class Apology(Base):
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     issued_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The agency's leader who signed it (L12); the desk may record an apology a leader signed on paper.
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(Text)
     previous_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     new_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -312,20 +347,49 @@ class AuditEvent(Base):
 
 
 class CalendarDay(Base):
-    """Admin overrides of the working calendar: an extra day off or a make-up working day."""
+    """A day off or a make-up working day of the working calendar in force (engine/catalog/calendar.py):
+    shipped law data (engine/catalog/vn_calendar.toml, loaded by migration 0008) or an admin's change.
+    For a year listed in the `calendar_years` setting these rows are the whole list of days off besides
+    weekends; other years fall back to the `holidays` package with these rows on top."""
 
     __tablename__ = "calendar_days"
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # holiday | workday
     note: Mapped[str] = mapped_column(String(255), default="")
+    # The document that declares it (decision, notice or official letter number), "" when none.
+    source: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: shipped data or the CLI
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CalendarChange(Base):
+    """The calendar's audit trail: every day added, changed or removed, every year's status and dated
+    law parameter (the transfer cut-off) set, with who, when, old → new, the reason and the source."""
+
+    __tablename__ = "calendar_changes"
+    __table_args__ = (Index("ix_calendar_changes_day", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: migration or CLI
+    subject: Mapped[str] = mapped_column(String(64))  # day | year | parameter:<key>
+    day: Mapped[date | None] = mapped_column(Date)    # the day changed (subject "day")
+    old_value: Mapped[Any | None] = mapped_column(JSON)
+    new_value: Mapped[Any | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(255), default="")
+    # Open dossiers whose dates the change moved (set once they are moved; None: none were asked to move).
+    dossiers_moved: Mapped[int | None] = mapped_column(Integer)
 
 
 class Setting(Base):
-    """Law- or office-dependent parameters as data (office hours, afternoon cut-off…)."""
+    """Law- or office-dependent parameters as data (office hours, the calendar's years, the dated
+    transfer cut-off…)."""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+    changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 

@@ -40,6 +40,8 @@ MESSAGES_VI = {
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
     "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
     "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
+    "refusal_not_signed": "Từ chối giải quyết (mẫu 03) phải do Lãnh đạo cơ quan ký: nhánh từ chối phải đi qua "
+                          "một bước của Lãnh đạo cơ quan trước khi kết thúc.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
 }
 
@@ -227,12 +229,41 @@ def _check_decisions(process, flows, model, problems) -> None:
                     problems.append(Problem(ERROR, "decision_unreadable", branch.get("id"),
                                             "this branch's condition does not test decision == \"…\": no button "
                                             "can choose it"))
+                if "refuse" in values and model.steps[step_id].role not in REFUSAL_SIGNERS:
+                    unsigned = _unsigned_end(branch.get("targetRef"), out, model, by_id)
+                    if unsigned is not None:
+                        problems.append(Problem(ERROR, "refusal_not_signed", branch.get("id"),
+                                                f"the refuse branch reaches end event '{unsigned}' without a step of "
+                                                f"the agency's leader ({', '.join(sorted(REFUSAL_SIGNERS))}): form 03 "
+                                                "is signed by the leader (L11)"))
                 if "request_supplement" in values:  # (the second request is refused at run time, from history)
                     target = by_id.get(branch.get("targetRef"))
                     if target is None or target.get("id") not in model.supplement_events:
                         problems.append(Problem(ERROR, "supplement_path_shape", branch.get("id"),
                                                 "the request_supplement branch must lead to an intermediate message "
                                                 "catch event for 'supplement_received'"))
+
+
+# Roles whose step signs a refusal (form 03, L11): the agency's leader.
+REFUSAL_SIGNERS = frozenset({"lanh_dao"})
+
+
+def _unsigned_end(start: str, out: dict, model, by_id: dict) -> str | None:
+    """An end event reachable from `start` without passing a step of a refusal signer, if any."""
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        step = model.steps.get(node)
+        if step is not None and step.role in REFUSAL_SIGNERS:
+            continue
+        el = by_id.get(node)
+        if el is not None and local(el.tag) == "endEvent":
+            return node
+        stack.extend(f.get("targetRef") for f in out.get(node, []))
+    return None
 
 
 def _check_conventions(model, process, flows, statutory_days, known_roles, calendar, problems) -> None:

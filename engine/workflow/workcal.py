@@ -1,7 +1,10 @@
 """Working calendar: Vietnamese working days and office hours, in Asia/Ho_Chi_Minh.
 
-Public holidays come from the `holidays` package (lunar Tết and Hùng Kings included, with
-substituted days and make-up working Saturdays); admins add or remove days on top of it.
+Days off are law data (engine/catalog/calendar.py reads them from the database): for a year in
+`data_years` the listed days are the whole truth besides weekends (the officially announced
+schedule, or the Labour Code default while it is not announced). For any other year the public
+holidays come from the `holidays` package (lunar Tết and Hùng Kings included, with substituted
+days and make-up working Saturdays) and the listed days are applied on top of it.
 Day counting follows Bộ luật Dân sự 2015 Đ147-148: the day of receipt is not counted and a
 period ends at the end of its last working day.
 """
@@ -53,8 +56,12 @@ class WorkingCalendar:
     extra_workdays: frozenset[date] = field(default_factory=frozenset)
     office_hours: tuple[tuple[time, time], ...] = DEFAULT_OFFICE_HOURS
     tz: object = VN_TZ
+    # Years whose days off are exactly `extra_holidays` (and make-up days `extra_workdays`) plus
+    # weekends: the `holidays` package is not consulted for them.
+    data_years: frozenset[int] = field(default_factory=frozenset)
 
     def __post_init__(self):
+        self.data_years = frozenset(self.data_years)
         self.extra_holidays = frozenset(self.extra_holidays)
         self.extra_workdays = frozenset(self.extra_workdays) - self.extra_holidays
         hours = tuple(sorted(self.office_hours))
@@ -78,12 +85,46 @@ class WorkingCalendar:
             return False
         if day in self.extra_workdays:
             return True
+        if day.year in self.data_years:
+            return day.weekday() < 5
         lib = _vn_holidays(day.year)
         if day in getattr(lib, "weekend_workdays", ()):
             return True
         if day in lib:
             return False
         return day.weekday() < 5
+
+    def with_day(self, day: date, kind: str) -> WorkingCalendar:
+        """This calendar with `day` made a day off (`holiday`), a working day (`workday`) or returned to
+        the default of its year (`clear`: a weekday works, a weekend does not; the package's holidays
+        for a year without data)."""
+        holidays_, workdays = set(self.extra_holidays) - {day}, set(self.extra_workdays) - {day}
+        if kind == "holiday":
+            holidays_.add(day)
+        elif kind == "workday":
+            workdays.add(day)
+        elif kind != "clear":
+            raise ValueError(f"unknown kind {kind!r}")
+        return WorkingCalendar(extra_holidays=frozenset(holidays_), extra_workdays=frozenset(workdays),
+                               office_hours=self.office_hours, tz=self.tz, data_years=self.data_years)
+
+    def non_working_weekdays(self, year: int) -> list[date]:
+        """The weekdays of `year` that are days off (the holidays an office actually closes for)."""
+        day, out = date(year, 1, 1), []
+        while day.year == year:
+            if day.weekday() < 5 and not self.is_working_day(day):
+                out.append(day)
+            day += timedelta(days=1)
+        return out
+
+    def working_weekend_days(self, year: int) -> list[date]:
+        """The Saturdays and Sundays of `year` that are working days (make-up days)."""
+        day, out = date(year, 1, 1), []
+        while day.year == year:
+            if day.weekday() >= 5 and self.is_working_day(day):
+                out.append(day)
+            day += timedelta(days=1)
+        return out
 
     def next_working_day(self, day: date) -> date:
         """The first working day strictly after `day`."""

@@ -224,7 +224,7 @@ def apology(actor, code):
     data = body(s.ApologyIn)
     visible_dossier(actor, code)
     ap = dossiers.issue_apology(db.session(), actor_id=actor.id, dossier_code=code, reason=data["reason"],
-                                new_due_at=data["new_due_at"])
+                                new_due_at=data["new_due_at"], signed_by_id=data["signed_by_id"])
     return answer(s.ApologyOut, {"issued_at": ap.issued_at, "reason": ap.reason, "previous_due_at": ap.previous_due_at,
                                  "new_due_at": ap.new_due_at, "late": ap.late}, 201)
 
@@ -232,18 +232,19 @@ def apology(actor, code):
 @bp.post("/dossiers/<code>/withdraw")
 @login_required
 def withdraw(actor, code):
-    data = body(s.ReasonIn) if request.content_length else {"reason": ""}
+    data = body(s.WithdrawIn) if request.content_length else {"reason": "", "requested_at": None}
     visible_dossier(actor, code)
-    d = dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code, reason=data["reason"])
+    d = dossiers.withdraw_dossier(db.session(), actor_id=actor.id, dossier_code=code, reason=data["reason"],
+                                  requested_at=data["requested_at"])
     return answer(s.StatusOut, {"code": d.code, "status": d.status})
 
 
 @bp.post("/dossiers/<code>/return-result")
 @login_required
 def return_result(actor, code):
-    data = body(s.NoteIn) if request.content_length else {"note": ""}
+    data = body(s.ReturnIn) if request.content_length else {"note": "", "via": "counter"}
     visible_dossier(actor, code)
-    d = dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code, note=data["note"])
+    d = dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code, note=data["note"], via=data["via"])
     return answer(s.StatusOut, {"code": d.code, "status": d.status})
 
 

@@ -154,11 +154,19 @@ class OpenTask(Schema):
     assignee = fields.String(allow_none=True)
 
 
+class SupplementItem(Schema):
+    component = fields.String(allow_none=True)
+    name = fields.String()
+    problem = fields.String()
+    reason = fields.String()
+
+
 class SupplementOut(Schema):
     requested_at = Aware()
     reason = fields.String()
-    items = fields.List(fields.String())
+    items = fields.List(fields.Nested(SupplementItem))
     within_window = fields.Boolean()
+    respond_by = Aware(allow_none=True)
     received_at = Aware(allow_none=True)
     new_due_at = Aware(allow_none=True)
 
@@ -195,7 +203,10 @@ class DossierOut(Schema):
     applicant = fields.Nested(Applicant)
     received_at = Aware()
     due_at = Aware()
+    legal_due_at = Aware()
     original_due_at = Aware()
+    clock_paused = fields.Boolean()
+    finish_result = fields.String(allow_none=True)
     finished_at = Aware(allow_none=True)
     returned_at = Aware(allow_none=True)
     procedure_code = fields.String()
@@ -236,6 +247,7 @@ class SupplementIn(Schema):
 
 class ApologyIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    signed_by_id = fields.Integer(load_default=None, allow_none=True, strict=True)
     new_due_at = Aware(required=True, validate=validate.Range(
         min=datetime(2000, 1, 1, tzinfo=timezone.utc), max=datetime(2100, 12, 31, tzinfo=timezone.utc)))
 
@@ -244,8 +256,16 @@ class ReasonIn(Schema):
     reason = fields.String(load_default="", validate=validate.Length(max=4000))
 
 
+class WithdrawIn(ReasonIn):
+    requested_at = Aware(load_default=None, allow_none=True)
+
+
 class NoteIn(Schema):
     note = fields.String(load_default="", validate=validate.Length(max=4000))
+
+
+class ReturnIn(NoteIn):
+    via = fields.String(load_default="counter", validate=validate.OneOf(("counter", "post", "online")))
 
 
 class StatusOut(Schema):

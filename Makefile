@@ -16,7 +16,9 @@ demo: $(STAMP)
 	$(VENV)/bin/motcua demo
 
 # Runs every test on SQLite and on PostgreSQL (MOTCUA_TEST_PG_URL, default the local `test` database).
+# tools/test-env.sh installs Debian's chromium and starts PostgreSQL when run as root on a fresh machine.
 test: $(STAMP)
+	tools/test-env.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

@@ -18,7 +18,7 @@ schema of the PostgreSQL database `bench` dropped and recreated (the database is
 the tests' database `test` is refused).
 
 A child sets up an office with the CLI (`init-db`, `load-processes`, `units add`, `users add`, run
-in-process through `motcua.cli`), then drives 4 × N dossiers of the shipped procedure 1.001612
+in-process through `motcua.cli`), then drives 4 × N dossiers of the shipped procedure 1.001612 (2.000720)
 (mot_cua → chuyen_vien → lanh_dao_phong → lanh_dao → van_thu) through every write use case with fixed
 `now=` times from Monday 2 November 2026 (Asia/Ho_Chi_Minh):
 
@@ -67,7 +67,8 @@ VN = ZoneInfo("Asia/Ho_Chi_Minh")
 DEFAULT_BASELINE = "007de06"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 MARKER = "USE_CASES_JSON "
-PROCEDURE = "1.001612"
+# The shipped business-household procedure: 1.001612 since issue #10, 2.000720 in older revisions.
+PROCEDURES = ("1.001612", "2.000720")
 UNIT = "H40.1"
 ROLES = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 APPLICANT = {"name": "Nguyễn Văn An", "id_number": "017090001234", "phone": "0912345678",
@@ -203,7 +204,13 @@ def child(args) -> dict:
 
     with factory() as s:
         users = {name: uid for uid, name in s.execute(select(User.id, User.username))}
+        shipped = set(s.scalars(select(models.Procedure.code)))
         s.rollback()
+        procedure = next(code for code in PROCEDURES if code in shipped)
+        # Supplement items name a component since issue #10; older revisions take plain text.
+        item = ({"component": "GIAYDENGHI", "problem": "Giấy đề nghị có chữ ký chủ hộ"}
+                if hasattr(_first_module("engine.dossiers.processing", "engine.dossiers"), "supplement_items")
+                else "Giấy đề nghị có chữ ký chủ hộ")
         actor = {role: users[f"bench_{role}"] for role in ROLES}
 
         def task_id(dossier_id, role) -> str:
@@ -221,7 +228,7 @@ def child(args) -> dict:
         # Receive 4N dossiers, dealt round-robin to the four groups.
         groups: dict[str, list[tuple[int, str]]] = {g: [] for g in "ABCD"}
         for i in range(4 * n):
-            d = timed("receive_dossier", dossiers.receive_dossier, s, actor_id=actor["mot_cua"], procedure_code=PROCEDURE,
+            d = timed("receive_dossier", dossiers.receive_dossier, s, actor_id=actor["mot_cua"], procedure_code=procedure,
                       channel="counter", applicant=APPLICANT, components=components, now=vn(2026, 11, 2, 9, 0))
             groups["ABCD"[i % 4]].append((d.id, d.code))
             s.rollback()  # in case reading the result began a transaction
@@ -236,8 +243,7 @@ def child(args) -> dict:
             approve("complete_task", a_id, "chuyen_vien", vn(2026, 11, 2, 10, 0))
             timed("request_supplement", dossiers.complete_task, s, actor_id=actor["chuyen_vien"],
                   task_id=task_id(b_id, "chuyen_vien"),
-                  data={"decision": "request_supplement", "items": [
-                      {"component": "GIAYDENGHI", "problem": "Giấy đề nghị có chữ ký chủ hộ"}]},
+                  data={"decision": "request_supplement", "items": [item]},
                   note="Giấy đề nghị thiếu chữ ký", now=vn(2026, 11, 2, 10, 0))
             timed("issue_apology", dossiers.issue_apology, s, actor_id=actor["lanh_dao"], dossier_code=c_code,
                   reason="Chờ xác minh", new_due_at=vn(2026, 11, 10, 17, 0), now=vn(2026, 11, 2, 11, 0))
@@ -491,7 +497,8 @@ def main() -> None:
     command = ".venv/bin/python bench/use_cases.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
     lines = [
         f"Run {datetime.now(VN):%Y-%m-%d %H:%M} on {platform.node() or 'this machine'} ({os.cpu_count()} cores, "
-        f"Python {platform.python_version()}): `{command}`, procedure {PROCEDURE}, {args.dossiers} dossiers per "
+        f"Python {platform.python_version()}): `{command}`, procedure 1.001612 (2.000720 before issue #10), "
+        f"{args.dossiers} dossiers per "
         f"group (4 groups), medians of {args.repeat} interleaved repeats ({time.perf_counter() - started:.0f} s). "
         f"Baseline: {args.baseline} ({base_sha}); current: {current_label}.",
     ]

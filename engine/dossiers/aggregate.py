@@ -21,6 +21,7 @@ from engine.store.models import (
     DossierFile,
     HumanTask,
     IdempotencyKey,
+    Procedure,
     ProcedureVersion,
     ProcessSpec,
     RegisterSequence,
@@ -208,6 +209,18 @@ def version_meta(session: Session, version_id: int) -> tuple[dict, str]:
     return cached
 
 
+_PROCEDURE_CODES: dict[int, str] = {}
+
+
+def procedure_code(session: Session, procedure_id: int) -> str:
+    """A procedure's code (its identity in the national database, never changed), cached."""
+    code = _PROCEDURE_CODES.get(procedure_id)
+    if code is None:
+        code = session.connection().execute(select(Procedure.code).where(Procedure.id == procedure_id)).scalar_one()
+        _PROCEDURE_CODES[procedure_id] = code
+    return code
+
+
 def spec_loader(session: Session):
     """Reads a serialized spec by hash (the runtime caches parsed specs itself)."""
     def load(spec_hash: str) -> str:
@@ -219,4 +232,5 @@ def spec_loader(session: Session):
 def reset_caches() -> None:
     """Forget every per-process cache (tests that rebuild the database between cases)."""
     _VERSION_META.clear()
+    _PROCEDURE_CODES.clear()
     calendar_mod.invalidate_calendar()

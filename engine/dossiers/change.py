@@ -192,17 +192,36 @@ class DossierChange:
                                          in aggregate.completed_step_deadlines(self.session, d.id)])
 
     # --- closing ---------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Write what the change did (counters, audit, outbox, the dossier row). No commit."""
+    def close(self, sink: BatchSink | None = None) -> None:
+        """Write what the change did (counters, audit, outbox, the dossier row). No commit. With a
+        `sink`, the audit and outbox rows are collected for one INSERT per batch (the timer sweep)."""
         d = self.dossier
         if d is None:
             raise RuntimeError("a dossier change closed without a dossier")
         counters.apply(self.session, self._facts, d)
-        audit.write(self.session, self._events)
         kinds = self._emitted or (["status_changed"] if d.status != self._status else [])
-        for kind in kinds:
-            outbox.record(self.session, d, kind, self.now)
+        code = aggregate.procedure_code(self.session, d.procedure_id) if kinds else None
+        events = [outbox.row(self.session, d, kind, self.now, code) for kind in kinds]
+        if sink is not None:
+            sink.audit.extend(self._events)
+            sink.outbox.extend(events)
+        else:
+            audit.write(self.session, self._events)
+            outbox.write(self.session, events)
         aggregate.save(self.session, d)
+
+
+class BatchSink:
+    """Audit and outbox rows of several changes in one transaction, written together by `flush`."""
+
+    def __init__(self):
+        self.audit: list[dict] = []
+        self.outbox: list[dict] = []
+
+    def flush(self, session: Session) -> None:
+        audit.write(session, self.audit)
+        outbox.write(session, self.outbox)
+        self.audit, self.outbox = [], []
 
 
 @contextmanager
@@ -266,10 +285,16 @@ def new_dossier(session: Session, *, actor_id: int, unit_code: str | None = None
 
 
 @contextmanager
-def claimed_change(session: Session, dossier: Record, now: datetime):
+def claimed_change(session: Session, dossier: Record, now: datetime, sink: BatchSink | None = None):
     """A change by the system to a dossier the timer sweep has claimed (locked) in its own
-    transaction: written inside a savepoint, so one dossier's failure leaves the batch's others."""
+    transaction. Without a `sink`: written inside a savepoint, so one dossier's failure (a process
+    that fails) leaves the batch's others. With one (changes that cannot fail half-way, like flags):
+    no savepoint, and the audit and outbox rows wait for the batch's `sink.flush`."""
     change = DossierChange(session, None, now, dossier)
+    if sink is not None:
+        yield change
+        change.close(sink)
+        return
     with session.begin_nested():
         yield change
         change.close()

@@ -18,8 +18,10 @@ from engine.store.db import begin_write
 from engine.store.models import Dossier, OutboxEvent, Procedure
 
 
-def record(session: Session, dossier: Dossier, kind: str, at: datetime) -> None:
-    procedure_code = session.execute(select(Procedure.code).where(Procedure.id == dossier.procedure_id)).scalar_one()
+def row(session: Session, dossier: Dossier, kind: str, at: datetime, procedure_code: str | None = None) -> dict:
+    """The outbox row for one event of `dossier` (its payload is what the portal receives)."""
+    if procedure_code is None:
+        procedure_code = session.execute(select(Procedure.code).where(Procedure.id == dossier.procedure_id)).scalar_one()
     payload = {
         "dossier_code": dossier.code,
         "procedure_code": procedure_code,
@@ -34,9 +36,17 @@ def record(session: Session, dossier: Dossier, kind: str, at: datetime) -> None:
     }
     event_id = str(uuid.uuid4())
     payload["event_id"], payload["event"] = event_id, kind
-    session.connection().execute(insert(OutboxEvent), [{
-        "event_id": event_id, "dossier_id": dossier.id, "kind": kind, "payload": payload, "occurred_at": at,
-    }])
+    return {"event_id": event_id, "dossier_id": dossier.id, "kind": kind, "payload": payload, "occurred_at": at}
+
+
+def write(session: Session, rows: list[dict]) -> None:
+    """Insert outbox rows (one multi-row INSERT, in the current transaction)."""
+    if rows:
+        session.connection().execute(insert(OutboxEvent), rows)
+
+
+def record(session: Session, dossier: Dossier, kind: str, at: datetime) -> None:
+    write(session, [row(session, dossier, kind, at)])
 
 
 @dataclass

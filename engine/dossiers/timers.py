@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from engine import clock
 from engine.dossiers import aggregate
 from engine.dossiers.aggregate import DOSSIERS, SUPPLEMENTS
-from engine.dossiers.change import claimed_change
+from engine.dossiers.change import BatchSink, claimed_change
 from engine.errors import WorkflowError
 from engine.reporting import deadlines
 from engine.store.db import begin_write
@@ -79,23 +79,27 @@ def _flag_overdue(factory, now, report) -> None:
     # One definition of overdue (engine/reporting/deadlines.py): not while the citizen holds the dossier.
     for session, batch in _batches(factory, deadlines.overdue(now, DOSSIERS.c), DOSSIERS.c.overdue.is_(False),
                                    order_by=DOSSIERS.c.legal_due_at):
+        sink = BatchSink()
         for dossier in batch:
-            with claimed_change(session, dossier, now) as change:
+            with claimed_change(session, dossier, now, sink) as change:
                 dossier.overdue = True
                 dossier.overdue_flagged_at = now
                 dossier.late_without_apology = not dossier.apologized
                 change.audit("overdue", due_at=dossier.legal_due_at.isoformat(), apologized=dossier.apologized)
                 change.emit("overdue")
             report.dossiers_overdue += 1
+        sink.flush(session)
 
 
 def _flag_late_steps(factory, now, report) -> None:
     for session, batch in _batches(factory, aggregate.dossiers_with_late_tasks(now), order_by=DOSSIERS.c.id):
+        sink = BatchSink()
         for dossier in batch:
-            with claimed_change(session, dossier, now) as change:
+            with claimed_change(session, dossier, now, sink) as change:
                 for task in change.flag_late_steps():
                     change.audit("step_late", step=task.spec_name, task_id=task.id, due_at=task.due_at.isoformat())
                     report.steps_late += 1
+        sink.flush(session)
 
 
 def _flag_unanswered_supplements(factory, now, report) -> None:
@@ -105,11 +109,13 @@ def _flag_unanswered_supplements(factory, now, report) -> None:
                                 SUPPLEMENTS.c.expired_at.is_(None), SUPPLEMENTS.c.respond_by < now)
     for session, batch in _batches(factory, DOSSIERS.c.status == AWAITING_SUPPLEMENT, unanswered,
                                    order_by=DOSSIERS.c.id):
+        sink = BatchSink()
         for dossier in batch:
-            with claimed_change(session, dossier, now) as change:
+            with claimed_change(session, dossier, now, sink) as change:
                 request = change.part(SupplementRequest)
                 request.expired_at = now
                 change.save_part(SupplementRequest, request)
                 change.audit("supplement_expired", respond_by=request.respond_by.isoformat())
                 change.emit("supplement_expired")
             report.supplements_expired += 1
+        sink.flush(session)

@@ -79,7 +79,8 @@ def dossier_view(session: Session, code: str) -> dict:
         ],
         "supplements": [
             {"requested_at": s.requested_at, "reason": s.reason, "items": s.items, "within_window": s.within_window,
-             "respond_by": s.respond_by, "received_at": s.received_at, "new_due_at": s.new_due_at} for s in supplements
+             "respond_by": s.respond_by, "expired_at": s.expired_at, "received_at": s.received_at,
+             "new_due_at": s.new_due_at} for s in supplements
         ],
         "apologies": [
             {"issued_at": a.issued_at, "reason": a.reason, "previous_due_at": a.previous_due_at,

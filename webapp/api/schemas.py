@@ -167,6 +167,7 @@ class SupplementOut(Schema):
     items = fields.List(fields.Nested(SupplementItem))
     within_window = fields.Boolean()
     respond_by = Aware(allow_none=True)
+    expired_at = Aware(allow_none=True)
     received_at = Aware(allow_none=True)
     new_due_at = Aware(allow_none=True)
 

@@ -58,6 +58,12 @@ class LateSupplementRequest(Conflict):
     code = "supplement_request_late"
 
 
+class ConsultationPending(Conflict):
+    """The step asked other units for their opinion; it continues when all answered or the time is up (L8)."""
+
+    code = "consultation_pending"
+
+
 class SupplementNotRequested(Conflict):
     code = "supplement_not_requested"
 

@@ -1,4 +1,4 @@
-"""The `motcua` command line: database, catalog, units and users, timers, demo."""
+"""The `motcua` command line: database, catalog, units and users, timers, notices, demo."""
 from __future__ import annotations
 
 import sys
@@ -142,6 +142,44 @@ def outbox_push(url, attempts, backoff, token):
     if left:
         click.echo(f"{left} events still waiting", err=True)
         sys.exit(1)
+
+
+@main.group("notices")
+def notices_group():
+    """Notices to applicants by e-mail and SMS."""
+
+
+@notices_group.command("send")
+@click.option("--once", is_flag=True, help="send what is due once and exit")
+@click.option("--now", "now_text", default=None, help="ISO time to send at (default: the real clock; implies --once)")
+@click.option("--interval", default=30.0, show_default=True, help="seconds between runs")
+def notices_send(once, now_text, interval):
+    """Send due notices (MOTCUA_SMTP_URL, MOTCUA_MAIL_FROM, MOTCUA_SMS_URL, MOTCUA_PUBLIC_URL), retrying
+    failures with back-off; a channel without its setting waits."""
+    import time
+
+    from engine import notify
+
+    settings = notify.Settings.from_env()
+    if not settings.public_url:
+        click.echo("error: MOTCUA_PUBLIC_URL (the web app's address, for the look-up link) is not set", err=True)
+        sys.exit(2)
+    if not (settings.smtp_url or settings.sms_url):
+        click.echo("warning: neither MOTCUA_SMTP_URL nor MOTCUA_SMS_URL is set: nothing will be sent", err=True)
+    factory = _factory()
+    while True:
+        now = clock.aware(datetime.fromisoformat(now_text)) if now_text else clock.now()
+        try:
+            report = notify.send_pending(factory, now=now, **settings.kwargs())
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"{now.isoformat()}: {report.sent} notices sent, {report.retrying} to retry, {report.failed} failed")
+        for error in report.errors:
+            click.echo(f"  {error}", err=True)
+        if once or now_text:
+            return
+        time.sleep(interval)
 
 
 @main.command()

@@ -30,6 +30,14 @@ USERS = [
     ("thietke", "Người thiết kế quy trình", "designer"), ("theodoi", "Lãnh đạo theo dõi", "manager"),
 ]
 DEMO_PASSWORD = "motcua-demo"
+# Two-tier government: the department that decides the sample inter-agency procedure, a unit it
+# consults, and a second commune whose staff must see none of it.
+LIEN_THONG_USERS = [
+    ("sxd.chuyenvien", "Chuyên viên Sở Xây dựng", "SXD", "chuyen_vien"),
+    ("sxd.lanhdao", "Lãnh đạo Sở Xây dựng", "SXD", "lanh_dao"),
+    ("snnmt.chuyenvien", "Chuyên viên Sở Nông nghiệp và Môi trường", "SNNMT", "chuyen_vien"),
+    ("muongbi.motcua", "Một cửa xã Mường Bi", "H40.2", "mot_cua"),
+]
 
 
 def _fmt(value: datetime | None) -> str:
@@ -63,9 +71,16 @@ def run(database: str | None = None) -> None:
     with factory() as s:
         directory.add_unit(s, "H40", "UBND tỉnh Phú Thọ")
         directory.add_unit(s, "H40.1", "UBND xã Tân Lạc", parent_code="H40")
+        directory.add_unit(s, "H40.2", "UBND xã Mường Bi", parent_code="H40")
+        directory.add_unit(s, "SXD", "Sở Xây dựng tỉnh Phú Thọ", parent_code="H40")
+        directory.add_unit(s, "SNNMT", "Sở Nông nghiệp và Môi trường tỉnh Phú Thọ", parent_code="H40")
         ids = {role: directory.add_user(s, username, DEMO_PASSWORD, [("H40.1", role)], name).id
                for username, name, role in USERS}
+        for username, name, unit, role in LIEN_THONG_USERS:
+            ids[f"{role}@{unit}"] = directory.add_user(s, username, DEMO_PASSWORD, [(unit, role)], name).id
         for line in catalog.load_processes(s, ROOT / "processes", actor_id=None):
+            print(line)
+        for line in catalog.load_processes(s, Path(__file__).resolve().parent / "demo_processes", actor_id=None):
             print(line)
         s.commit()
 
@@ -136,13 +151,40 @@ def run(database: str | None = None) -> None:
     d4 = receive("1.001612", monday + 2 * h, "Vũ Thị Lan", "017095007777")
     step(d4, monday + 3 * h)
     step(d4, monday + 4 * h, "refuse", note="Ngành nghề kinh doanh thuộc danh mục cấm")
+    step(d4, monday + 5 * h)  # the leader signs form 03
+
+    # 5. Liên thông: received at the commune, appraised by the Department of Construction, which asks
+    #    the Department of Agriculture and Environment for its opinion; one more waits at the department.
+    d5 = receive("1.999901", monday + timedelta(days=1, hours=1), "Lương Văn Tài", "017088002468")
+    step(d5, monday + timedelta(days=1, hours=2))
+    with factory() as s:
+        task = s.scalars(select(HumanTask).where(HumanTask.dossier_id == d5.id, HumanTask.completed_at.is_(None))).one()
+        asked, = dossiers.ask_opinions(s, actor_id=ids["chuyen_vien@SXD"], task_id=task.id, unit_codes=["SNNMT"],
+                                       content="Xin ý kiến về hiện trạng sử dụng đất của thửa đất xin phép", days=3,
+                                       now=monday + timedelta(days=1, hours=4))
+    with factory() as s:
+        dossiers.answer_opinion(s, actor_id=ids["chuyen_vien@SNNMT"], consultation_id=asked.id,
+                                answer="Thửa đất là đất ở, phù hợp quy hoạch", now=monday + timedelta(days=2, hours=3))
+    step_as(factory, d5, ids["chuyen_vien@SXD"], monday + timedelta(days=2, hours=5))
+    step_as(factory, d5, ids["lanh_dao@SXD"], monday + timedelta(days=3, hours=2))
+    step(d5, monday + timedelta(days=3, hours=4))
+    d6 = receive("1.999901", monday + timedelta(days=2, hours=1), "Trần Thị Mai", "017091003579")
+    step(d6, monday + timedelta(days=2, hours=2))
 
     _living_office(factory, ids, receive, step, comps, monday)
 
     with factory() as s:
-        for d in (d1, d2, d3, d4):
+        for d in (d1, d2, d3, d4, d5):
             _print_slip(s, dossiers.get_dossier(s, d.code))
     print(f"\nCơ sở dữ liệu demo: {path}  (mật khẩu mọi tài khoản: {DEMO_PASSWORD})")
+
+
+def step_as(factory, dossier, actor_id: int, at: datetime, decision: str = "approve") -> None:
+    """Complete the dossier's open step as `actor_id` (a user of another unit, for liên thông)."""
+    with factory() as s:
+        task = s.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
+                                                 HumanTask.completed_at.is_(None))).one()
+        dossiers.complete_task(s, actor_id=actor_id, task_id=task.id, data={"decision": decision}, now=at)
 
 
 APPLICANTS = ["Nguyễn Thị Hằng", "Trần Văn Dũng", "Lê Minh Tuấn", "Phạm Thu Trang", "Hoàng Đức Thắng", "Vũ Thị Ngọc",

@@ -75,7 +75,8 @@ TABLE = [
     Row("apology then supplement", [
         ("forward", vn(2026, 11, 2, 10)), ("apology", vn(2026, 11, 3, 10), vn(2026, 11, 10, 17)),
         ("supplement", vn(2026, 11, 4, 10)), ("deliver", vn(2026, 11, 9, 10)), ("finish", vn(2026, 11, 11, 10))],
-        "result_ready", "early", vn(2026, 11, 12, 17), vn(2026, 11, 12, 17), apologized=True,
+        # the restart begins a new period: the earlier apology covered the old date only
+        "result_ready", "early", vn(2026, 11, 12, 17), vn(2026, 11, 12, 17), apologized=False,
         overdue_at={vn(2026, 11, 6, 9): False}),
     # Supplement then apology: the apology moves the appointment, not the legal date (12/11).
     Row("supplement then apology, finished after the legal date", [

@@ -43,12 +43,13 @@ PERIOD = "tu=2026-11-01&den=2026-11-30"
 # --- the reviewed permission table, copied literally from engine/access/policy.py ---------------------
 REVIEWED_POLICY = {
     "dossier.receive": (Rule(("mot_cua",), "own"),),
-    "dossier.view": (Rule(None, "own"), Rule(("admin", "manager"), "oversight")),
+    "dossier.view": (Rule(None, "own"), Rule(("admin", "manager"), "oversight"), Rule(None, "involved")),
     "task.complete": (Rule(None, "task"),),
     "supplement.deliver": (Rule(("mot_cua",), "own"),),
     "apology.issue": (Rule(("mot_cua", "lanh_dao"), "own"),),
     "apology.sign": (Rule(("lanh_dao",), "own"),),
     "dossier.refuse": (Rule(("lanh_dao",), "own"),),
+    "consultation.answer": (Rule(("chuyen_vien", "lanh_dao_phong", "lanh_dao"), "own"),),
     "dossier.withdraw": (Rule(("mot_cua",), "own"),),
     "result.return": (Rule(("mot_cua",), "own"),),
     "register.view": (Rule(None, "own"),),
@@ -78,6 +79,8 @@ def expected(permission: str, role: str, relation: str, step_role: str | None = 
         return own and role in ("mot_cua", "lanh_dao")
     if permission in ("dossier.refuse", "apology.sign"):
         return own and role == "lanh_dao"
+    if permission == "consultation.answer":
+        return own and role in ("chuyen_vien", "lanh_dao_phong", "lanh_dao")
     if permission == "register.view":
         return own
     if permission == "reports.view":
@@ -340,7 +343,9 @@ def test_every_permission_has_an_expectation_and_a_route_checked():
     checked = {c.permission for c in API_CHECKS + HTML_PAGE_CHECKS + HTML_ACTION_CHECKS}
     # apology.sign is asked of the leader named as the signer, not of the caller: tests/test_api.py
     # (test_tasks_complete_supplement_apology_and_result) and tests/test_dossiers.py cover it.
-    assert checked | {"apology.sign"} == set(POLICY), set(POLICY) ^ checked
+    # consultation.answer is asked in the consulted unit, which a one-unit world lacks:
+    # tests/test_lien_thong.py runs it through the API and the screens for every unit of a province.
+    assert checked | {"apology.sign", "consultation.answer"} == set(POLICY), set(POLICY) ^ checked
 
 
 def test_api_matrix(client, session):

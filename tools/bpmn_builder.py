@@ -46,7 +46,7 @@ class Flow:
 class Process:
     id: str
     name: str
-    lanes: list[tuple[str, str, str]]  # (lane id, lane name, role)
+    lanes: list[tuple]  # (lane id, lane name, role) or (lane id, lane name, role, unit: @receiving | @parent | code)
     nodes: list[Node]
     flows: list[Flow]
     messages: dict[str, str] = field(default_factory=dict)  # message id -> name
@@ -60,7 +60,7 @@ def _props(props: dict) -> str:
 
 
 def render(p: Process) -> str:
-    lane_index = {lane_id: i for i, (lane_id, _, _) in enumerate(p.lanes)}
+    lane_index = {lane[0]: i for i, lane in enumerate(p.lanes)}
     nodes = {n.id: n for n in p.nodes}
     incoming: dict[str, list[str]] = {}
     outgoing: dict[str, list[str]] = {}
@@ -93,9 +93,10 @@ def render(p: Process) -> str:
         out.append(f'  <bpmn:message id="{mid}" name="{mname}" />')
     out.append(f'  <bpmn:process id="{p.id}" name={quoteattr(p.name)} isExecutable="true">')
     out.append(f'    <bpmn:laneSet id="LaneSet_{p.id}">')
-    for lane_id, lane_name, role in p.lanes:
+    for lane_id, lane_name, role, *where in p.lanes:
         refs = "".join(f"<bpmn:flowNodeRef>{n.id}</bpmn:flowNodeRef>" for n in p.nodes if n.lane == lane_id)
-        out.append(f'      <bpmn:lane id="{lane_id}" name={quoteattr(lane_name)}>{_props({"role": role})}{refs}</bpmn:lane>')
+        props = {"role": role, **({"unit": where[0]} if where else {})}
+        out.append(f'      <bpmn:lane id="{lane_id}" name={quoteattr(lane_name)}>{_props(props)}{refs}</bpmn:lane>')
     out.append("    </bpmn:laneSet>")
     for n in p.nodes:
         attrs = f'id="{n.id}" name={quoteattr(n.name)}'
@@ -126,7 +127,7 @@ def render(p: Process) -> str:
     out.append(f'    <bpmndi:BPMNPlane id="Plane_{p.id}" bpmnElement="Collaboration_{p.id}">')
     out.append(f'      <bpmndi:BPMNShape id="Participant_{p.id}_di" bpmnElement="Participant_{p.id}" isHorizontal="true">'
                f'<dc:Bounds x="{POOL_X}" y="{POOL_Y}" width="{pool_w}" height="{pool_h}" /></bpmndi:BPMNShape>')
-    for i, (lane_id, _, _) in enumerate(p.lanes):
+    for i, (lane_id, *_) in enumerate(p.lanes):
         out.append(f'      <bpmndi:BPMNShape id="{lane_id}_di" bpmnElement="{lane_id}" isHorizontal="true">'
                    f'<dc:Bounds x="{POOL_X + LANE_LABEL_W}" y="{POOL_Y + i * LANE_H}" '
                    f'width="{pool_w - LANE_LABEL_W}" height="{LANE_H}" /></bpmndi:BPMNShape>')

@@ -109,12 +109,59 @@ PROCESSES = {
 }
 
 
+def lien_thong_sample() -> Process:
+    """A sample inter-agency process for the demo (motcua/demo_processes): the commune's desk receives,
+    the provincial Department of Construction (unit SXD) appraises — it may ask other units for their
+    opinion — and its leader signs, the result comes back to the commune's desk, which hands it over."""
+    lanes = [("Lane_mot_cua", "Một cửa xã", "mot_cua", "@receiving"),
+             ("Lane_chuyen_vien", "Chuyên viên Sở Xây dựng", "chuyen_vien", "SXD"),
+             ("Lane_lanh_dao", "Lãnh đạo Sở Xây dựng", "lanh_dao", "SXD")]
+    n = [
+        Node("StartEvent_TiepNhan", "startEvent", "Hồ sơ được tiếp nhận", "Lane_mot_cua", 0),
+        Node("Task_TiepNhan", "userTask", "Tiếp nhận, chuyển Sở Xây dựng", "Lane_mot_cua", 1, {"duration": "PT2H"}),
+        Node("Task_ThamDinh", "userTask", "Thẩm định hồ sơ (Sở Xây dựng)", "Lane_chuyen_vien", 2, {"duration": "P5D"}),
+        Node("Gateway_ThamDinh", "exclusiveGateway", "Kết quả thẩm định?", "Lane_chuyen_vien", 3),
+        Node("Event_ChoBoSung", "intermediateCatchEvent", "Nhận hồ sơ bổ sung", "Lane_mot_cua", 3,
+             message="Message_supplement_received"),
+        Node("Task_Ky", "userTask", "Ký kết quả", "Lane_lanh_dao", 4, {"duration": "P1D"}),
+        Node("Gateway_Ky", "exclusiveGateway", "Ký?", "Lane_lanh_dao", 5),
+        Node("Task_KyTuChoi", "userTask", "Ký văn bản từ chối giải quyết (mẫu 03)", "Lane_lanh_dao", 4.2 + 2,
+             {"duration": "PT4H"}),
+        Node("EndEvent_TuChoi", "endEvent", "Từ chối giải quyết", "Lane_lanh_dao", 7.2),
+        Node("Task_NhanKetQua", "userTask", "Nhận kết quả từ Sở, chuẩn bị trả", "Lane_mot_cua", 6, {"duration": "PT2H"}),
+        Node("EndEvent_CoKetQua", "endEvent", "Có kết quả tại Một cửa xã", "Lane_mot_cua", 7),
+    ]
+    f = [
+        Flow("Flow_start", "StartEvent_TiepNhan", "Task_TiepNhan"),
+        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển Sở"),
+        Flow("Flow_appraised", "Task_ThamDinh", "Gateway_ThamDinh"),
+        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung", 'decision == "request_supplement"'),
+        Flow("Flow_supplemented", "Event_ChoBoSung", "Task_ThamDinh"),
+        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Từ chối", 'decision == "refuse"'),
+        Flow("Flow_refusal_sign", "Task_KyTuChoi", "EndEvent_TuChoi"),
+        Flow("Flow_approve", "Gateway_ThamDinh", "Task_Ky", "Đạt", 'decision == "approve"'),
+        Flow("Flow_signed", "Task_Ky", "Gateway_Ky"),
+        Flow("Flow_sign_approve", "Gateway_Ky", "Task_NhanKetQua", "Ký", 'decision == "approve"'),
+        Flow("Flow_sign_return", "Gateway_Ky", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
+        Flow("Flow_done", "Task_NhanKetQua", "EndEvent_CoKetQua"),
+    ]
+    return Process("Process_lien_thong_mau", "Quy trình mẫu liên thông xã – Sở Xây dựng", lanes, n, f,
+                   dict(SUPPLEMENT_MSG))
+
+
+DEMO = Path(__file__).resolve().parent.parent / "motcua" / "demo_processes"
+
+
 def main() -> None:
     for code, process in PROCESSES.items():
         path = ROOT / code / "v1.bpmn"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render(process), encoding="utf-8")
         print(f"wrote {path}")
+    path = DEMO / "1.999901" / "v1.bpmn"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(lien_thong_sample()), encoding="utf-8")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from engine import clock
 from engine.access import directory, policy
-from engine.reporting import metrics
+from engine.reporting import metrics, views
 from engine.store.models import Procedure, Unit
 
 from . import db, i18n
@@ -86,11 +86,13 @@ def dashboard(actor):
     names = dict(s.execute(select(Unit.code, Unit.name)).all())
     pnames = dict(s.execute(select(Procedure.code, Procedure.name)).all())
     today = metrics.due_soon(s, unit_ids, clock.now())
+    late_opinions = views.late_consultations(s, unit_ids, clock.now())
+    steps = metrics.steps_by_unit(s, start, end, unit_ids)
     peak = max([m["received"] for m in trend] + [1])
     return render_template("dashboard.html", head=head, trend=trend, peak=peak, per_unit=per_unit,
                            per_procedure=per_procedure, columns=COLUMNS, names=names, pnames=pnames, today=today,
                            start=start, end=end, unit_code=unit_code, codes=codes, procedure_code=procedure_code,
-                           field=field, fields=fields, updated=clock.now())
+                           field=field, fields=fields, updated=clock.now(), late_opinions=late_opinions, steps=steps)
 
 
 @bp.get("/bang-dieu-khien/danh-sach")

@@ -3,11 +3,13 @@ drafts, and plain upload of a .bpmn file made in another tool."""
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from engine import catalog
 from engine.access import policy
 from engine.catalog.calendar import load_calendar
 from engine.errors import BpmnInvalid, DomainError
+from engine.store.models import Unit
 from engine.workflow import validation
 
 from . import db
@@ -33,7 +35,9 @@ def modeler(actor, code):
     require_designer(actor)
     s = db.session()
     proc = catalog.get_procedure(s, code)
-    return render_template("designer.html", procedure=proc, roles=sorted(catalog.known_roles(s)))
+    units = [[code, f"{code} · {name}"] for code, name in s.execute(
+        select(Unit.code, Unit.name).where(Unit.active.is_(True)).order_by(Unit.code)).all()]
+    return render_template("designer.html", procedure=proc, roles=sorted(catalog.known_roles(s)), units=units)
 
 
 @bp.get("/<code>/quy-trinh.bpmn")
@@ -60,7 +64,8 @@ def check(actor, code):
     require_designer(actor)
     s = db.session()
     proc = catalog.get_procedure(s, code)
-    result = validation.validate(_bpmn_from_json(), proc.statutory_days, catalog.known_roles(s), load_calendar(s))
+    result = validation.validate(_bpmn_from_json(), proc.statutory_days, catalog.known_roles(s), load_calendar(s),
+                                 catalog.known_units(s))
     return jsonify({"valid": result.valid, "problems": [p.as_dict() for p in result.problems]})
 
 

@@ -96,3 +96,13 @@ class LookupForm(FormSchema):
     so_dinh_danh = fields.String(load_default="", data_key="so-dinh-danh")
     rating = fields.String(load_default="")
     comment = fields.String(load_default="")
+
+
+class ConsultForm(FormSchema):
+    content = fields.String(load_default="", data_key="noi-dung")
+    days = fields.Integer(load_default=None, allow_none=True, data_key="so-ngay",
+                          error_messages={"invalid": "days"})
+
+
+class AnswerForm(FormSchema):
+    answer = fields.String(load_default="", data_key="y-kien")

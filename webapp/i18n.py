@@ -44,10 +44,18 @@ ERROR = {
     "already_rated": "Hồ sơ này đã được đánh giá.",
     "idempotency_key_reused": "Yêu cầu trùng với một yêu cầu trước nhưng nội dung khác.",
     "conflict": "Hồ sơ vừa được người khác cập nhật; vui lòng thử lại.",
+    "supplement_request_late": "Đã quá thời hạn yêu cầu bổ sung (03 ngày làm việc kể từ ngày tiếp nhận). Yêu cầu vẫn "
+                               "gửi được nhưng ghi nhận là yêu cầu muộn, thời gian giải quyết không được tính lại: "
+                               "đánh dấu ô xác nhận rồi gửi lại.",
+    "consultation_pending": "Bước này đang chờ ý kiến của đơn vị được hỏi; chỉ chuyển tiếp được khi các đơn vị đã "
+                            "trả lời hoặc đã hết hạn xin ý kiến.",
+    "consultation_answered": "Yêu cầu xin ý kiến này đã được trả lời.",
+    "district_level_abolished": "Cấp huyện đã kết thúc hoạt động từ ngày 01/07/2025: chuyển thủ tục sang cấp xã hoặc "
+                                "cấp tỉnh trước khi công bố phiên bản có hiệu lực sau ngày này.",
 }
 FIELD = {
     "reason": "Vui lòng nhập lý do.",
-    "items": "Liệt kê đầy đủ từng giấy tờ cần bổ sung (mỗi dòng một giấy tờ).",
+    "items": "Chọn đầy đủ các giấy tờ cần bổ sung và ghi rõ cần sửa gì (liệt kê một lần).",
     "decision": "Hãy chọn một thao tác hợp lệ.",
     "new_due_at": "Ngày hẹn mới phải là ngày làm việc và sau ngày hẹn hiện tại.",
     "applicant.name": "Nhập họ tên chủ hồ sơ.",
@@ -55,12 +63,29 @@ FIELD = {
     "channel": "Chọn hình thức nộp.",
     "unit_code": "Chọn đơn vị tiếp nhận.",
     "rating": "Hãy chọn mức độ hài lòng.",
+    "signed_by_id": "Chọn Lãnh đạo cơ quan đã ký văn bản xin lỗi.",
+    "requested_at": "Ngày đề nghị phải từ ngày tiếp nhận đến hôm nay.",
+    "via": "Chọn hình thức trả kết quả.",
+    "units": "Chọn ít nhất một đơn vị khác (không phải đơn vị đang xử lý bước này).",
+    "content": "Nhập nội dung cần xin ý kiến.",
+    "days": "Thời hạn trả lời là số ngày làm việc, từ 1 đến 30.",
+    "answer": "Nhập ý kiến của đơn vị.",
+}
+
+
+ITEM_FIELD = {
+    "problem": "Ghi rõ giấy tờ này thiếu hoặc sai gì.",
+    "component": "Giấy tờ không có trong thành phần hồ sơ của thủ tục.",
+    "name": "Ghi tên giấy tờ ngoài danh mục.",
+    "reason": "Giấy tờ ngoài danh mục thủ tục phải ghi rõ lý do (căn cứ) yêu cầu.",
 }
 
 
 def field_message(key: str, fallback: str) -> str:
     if key in FIELD:
         return FIELD[key]
+    if key.startswith("items."):
+        return ITEM_FIELD.get(key.rsplit(".", 1)[-1], "Chọn thành phần hồ sơ cần bổ sung và ghi rõ cần sửa gì.")
     if key.startswith("components."):
         code = key.split(".")[1]
         if "missing" in fallback:

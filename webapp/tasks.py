@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
 from engine import catalog, clock, dossiers
-from engine.catalog.calendar import working_calendar
+from engine.access import policy
+from engine.catalog.calendar import same_day_cutoff, working_calendar
 from engine.errors import DomainError
 from engine.reporting import deadlines, views
-from engine.store.models import HumanTask, ProcedureVersion
+from engine.store.models import Consultation, HumanTask, ProcedureVersion, Unit
 
 from . import db, forms, i18n
 from .common import bp, form_refusal, staff_required, visible
@@ -23,7 +25,8 @@ def inbox(actor):
                                    page=page, per_page=25, at=clock.now(), whole_unit=whole_unit)
     procs = catalog.list_procedures(db.session())
     return render_template("inbox.html", rows=rows, total=total, page=page, pages=max(1, -(-total // 25)), q=q,
-                           procedure_code=procedure_code, only=only, procedures=procs, whole_unit=whole_unit)
+                           procedure_code=procedure_code, only=only, procedures=procs, whole_unit=whole_unit,
+                           consultations=views.pending_consultations(db.session(), actor))
 
 
 @bp.route("/cong-viec/<task_id>", methods=["GET", "POST"])
@@ -47,6 +50,9 @@ def task(actor, task_id):
             result = dossiers.complete_task(s, actor_id=actor.id, task_id=task_id, data=data, note=form["reason"])
         except DomainError as exc:
             message, errors = form_refusal(exc)
+            item_errors = [v for k, v in errors.items() if k.startswith("items.")]
+            if item_errors:
+                errors.setdefault("items", " ".join(dict.fromkeys(item_errors)))
         else:
             holders = ", ".join(sorted({i18n.ROLE.get(t.role, t.role) for t in result.next_tasks})) or \
                 i18n.STATUS[result.dossier.status]
@@ -58,9 +64,61 @@ def task(actor, task_id):
     # Once used, the supplementation request is not offered again (the engine refuses it anyway).
     decisions = [d for d in row.decisions if not (d == "request_supplement" and ctx["supplement"] is not None)]
     # The specialist is told before confirming that a request after the window is late (L10).
-    window_end = deadlines.supplement_window_end(working_calendar(s), dossier.received_at,
-                                                 ctx["version"].meta.get("supplement_window_days", 3))
+    window_end = deadlines.supplement_window_end(
+        working_calendar(s), dossier.received_at, ctx["version"].meta.get("supplement_window_days", 3),
+        same_day_cutoff(s, clock.local(dossier.received_at).date()))
+    units = s.execute(select(Unit.code, Unit.name).where(Unit.active.is_(True), Unit.id != row.unit_id)
+                      .order_by(Unit.name)).all()
     return render_template("task.html", task=row, dossier=dossier, decisions=decisions, message=message,
-                           errors=errors, form=request.form, window_end=window_end,
+                           errors=errors, form=request.form, window_end=window_end, units=units,
                            late_request=clock.now() > window_end, outside_rows=forms.OUTSIDE_ROWS,
                            **ctx), (422 if message else 200)
+
+
+@bp.post("/cong-viec/<task_id>/xin-y-kien")
+@staff_required
+def ask_opinion(actor, task_id):
+    """The step asks other units for their opinion (L8); it continues when all answered or time is up."""
+    s = db.session()
+    row = s.get(HumanTask, task_id)
+    if row is None:
+        abort(404)
+    visible(actor, dossier_id=row.dossier_id)
+    try:
+        form = forms.parse(forms.ConsultForm, request.form)
+        done = dossiers.ask_opinions(s, actor_id=actor.id, task_id=task_id, unit_codes=request.form.getlist("don-vi"),
+                                     content=form["content"], days=form["days"])
+    except DomainError as exc:
+        message, errors = form_refusal(exc)
+        flash(" ".join(["Chưa gửi được yêu cầu xin ý kiến.", *dict.fromkeys(errors.values())] if errors
+                       else ["Chưa gửi được yêu cầu xin ý kiến:", message]), "error")
+    else:
+        flash(f"Đã gửi yêu cầu xin ý kiến tới {len(done)} đơn vị; bước này chờ các đơn vị trả lời "
+              f"(hạn {i18n.dt(done[0].due_at)}).", "success")
+    return redirect(url_for("ui.task", task_id=task_id))
+
+
+@bp.route("/xin-y-kien/<int:consultation_id>", methods=["GET", "POST"])
+@staff_required
+def consultation(actor, consultation_id):
+    """A consulted unit reads the request (and the dossier) and answers it."""
+    s = db.session()
+    row = s.get(Consultation, consultation_id)
+    if row is None or not policy.can(actor, "consultation.answer", row.unit_id, session=s):
+        abort(404)
+    dossier = visible(actor, dossier_id=row.dossier_id)
+    message, errors = None, {}
+    if request.method == "POST":
+        try:
+            dossiers.answer_opinion(s, actor_id=actor.id, consultation_id=consultation_id,
+                                    answer=forms.parse(forms.AnswerForm, request.form)["answer"])
+        except DomainError as exc:
+            message, errors = form_refusal(exc)
+        else:
+            flash(f"Đã gửi ý kiến về hồ sơ {dossier.code}.", "success")
+            return redirect(url_for("ui.inbox"))
+        s.expire_all()
+        row = s.get(Consultation, consultation_id)
+    ctx = views.dossier_page(s, dossier, clock.now())
+    return render_template("consultation.html", consultation=row, dossier=dossier, message=message, errors=errors,
+                           asked_unit=s.get(Unit, row.unit_id), **ctx), (422 if message else 200)

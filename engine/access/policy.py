@@ -5,7 +5,9 @@ A rule grants a permission to holders of some roles within a scope:
 - OWN: a role held in the unit the thing belongs to (the dossier's unit, the receiving desk);
 - OVERSIGHT: a role held in that unit or in any unit above it (a province's managers see its communes);
 - ANYWHERE: a role held in any unit (catalog and process administration are not per unit);
-- TASK: the task's own role in the task's own unit — and, once assigned, only its assignee.
+- TASK: the task's own role in the task's own unit — and, once assigned, only its assignee;
+- INVOLVED: any role held in a unit that holds or held a step of the dossier (liên thông: a department
+  deciding a dossier a commune received sees that dossier, never the commune's others).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from engine.access.actors import Actor
 from engine.access.directory import unit_chain, units_under
 from engine.errors import NotAllowed, NotFound
 
-OWN, OVERSIGHT, ANYWHERE, TASK = "own", "oversight", "anywhere", "task"
+OWN, OVERSIGHT, ANYWHERE, TASK, INVOLVED = "own", "oversight", "anywhere", "task", "involved"
 ANY_ROLE = None
 
 MOT_CUA, CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO, VAN_THU = "mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"
@@ -34,12 +36,14 @@ class Rule:
 POLICY: dict[str, tuple[Rule, ...]] = {
     # dossiers: the one-stop desk, the steps of the process, the agency's leader
     "dossier.receive": (Rule((MOT_CUA,), OWN),),
-    "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT)),
+    "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT), Rule(ANY_ROLE, INVOLVED)),
     "task.complete": (Rule(ANY_ROLE, TASK),),
     "supplement.deliver": (Rule((MOT_CUA,), OWN),),
     "apology.issue": (Rule((MOT_CUA, LANH_DAO), OWN),),   # the desk records one a leader signed
     "apology.sign": (Rule((LANH_DAO,), OWN),),
     "dossier.refuse": (Rule((LANH_DAO,), OWN),),
+    # the consulted unit's specialists and leaders answer a request for their opinion (L8)
+    "consultation.answer": (Rule((CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO), OWN),),
     "dossier.withdraw": (Rule((MOT_CUA,), OWN),),
     "result.return": (Rule((MOT_CUA,), OWN),),
     "register.view": (Rule(ANY_ROLE, OWN),),
@@ -57,6 +61,7 @@ _ACTIONS = {  # what the refusal says was attempted
     "dossier.receive": "receive a dossier", "dossier.view": "see this dossier", "task.complete": "complete this step",
     "supplement.deliver": "record a supplement", "apology.issue": "issue an apology",
     "apology.sign": "sign an apology", "dossier.refuse": "refuse a dossier",
+    "consultation.answer": "answer a request for an opinion",
     "dossier.withdraw": "record a withdrawal", "result.return": "hand over the result", "register.view": "see the register",
     "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers",
     "calendar.apply": "change the working calendar", "catalog.manage": "manage the catalog",
@@ -70,8 +75,9 @@ def _role_ok(rule: Rule, role: str) -> bool:
 
 
 def can(actor: Actor | None, permission: str, unit_id: int | None = None, *, session: Session | None = None,
-        task=None) -> bool:
-    """May `actor` do `permission` on a thing of `unit_id` (or on `task`, for TASK rules)?"""
+        task=None, dossier=None) -> bool:
+    """May `actor` do `permission` on a thing of `unit_id` (or on `task`, for TASK rules; on `dossier`,
+    for INVOLVED rules)?"""
     if actor is None:
         return False
     for rule in POLICY[permission]:
@@ -82,6 +88,11 @@ def can(actor: Actor | None, permission: str, unit_id: int | None = None, *, ses
             if task is not None and actor.holds(task.role, task.unit_id) and \
                     (task.assignee_id is None or task.assignee_id == actor.id):
                 return True
+        elif rule.scope == INVOLVED:
+            if dossier is not None and session is not None:
+                held = {unit for unit, role in actor.grants if _role_ok(rule, role)}
+                if held and held & involved_units(session, dossier.id):
+                    return True
         elif unit_id is None:
             continue
         elif rule.scope == OWN:
@@ -111,9 +122,18 @@ def _refusal(actor, permission: str, task) -> str:
     return f"{_ACTIONS[permission]}: requires role {' or '.join(roles) or 'any'} {scope}".strip()
 
 
+def involved_units(session: Session, dossier_id: int) -> set[int]:
+    """The units that hold or held a step of the dossier, or were asked for their opinion on it."""
+    from sqlalchemy import select
+
+    from engine.store.models import Consultation, HumanTask
+    return set(session.scalars(select(HumanTask.unit_id).where(HumanTask.dossier_id == dossier_id).distinct())) | \
+        set(session.scalars(select(Consultation.unit_id).where(Consultation.dossier_id == dossier_id).distinct()))
+
+
 def require_view(session: Session, actor: Actor | None, dossier) -> None:
     """A dossier the actor may not see answers like a missing one: its code's existence is not revealed."""
-    if not can(actor, "dossier.view", dossier.unit_id, session=session):
+    if not can(actor, "dossier.view", dossier.unit_id, session=session, dossier=dossier):
         raise NotFound(f"no dossier {dossier.code}")
 
 

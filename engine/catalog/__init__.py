@@ -19,6 +19,7 @@ from engine.catalog.procedures import (
     get_version,
     import_catalog,
     known_roles,
+    known_units,
     list_procedures,
     load_processes,
     procedures_accepting,
@@ -31,7 +32,7 @@ from engine.catalog.procedures import (
 
 __all__ = [
     "basis_warnings", "working_calendar", "create_procedure", "diff_versions", "expired_bases", "export_catalog",
-    "get_procedure", "get_version", "import_catalog", "invalidate_calendar", "known_roles", "list_procedures",
+    "get_procedure", "get_version", "import_catalog", "invalidate_calendar", "known_roles", "known_units", "list_procedures",
     "load_calendar", "load_processes", "procedures_accepting", "publish_version", "retire_version",
     "set_calendar_day", "submit_version", "update_legal_document", "version_in_force", "calendar_change_preview",
     "transfer_cutoff", "same_day_cutoff",

@@ -25,11 +25,16 @@ from engine.store.models import (
     ProcedureVersion,
     ProcessSpec,
     Role,
+    Unit,
 )
 from engine.workflow import validation
 from engine.workflow.runtime import SERIALIZER_VERSION
 
 CODE_RE = re.compile(r"^[1-3]\.\d{6}$")
+
+
+def known_units(session: Session) -> set[str]:
+    return set(session.scalars(select(Unit.code)))
 
 
 def known_roles(session: Session) -> set[str]:
@@ -121,7 +126,7 @@ def _add_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
     """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable."""
     proc = get_procedure(session, procedure_code)
     calendar = load_calendar(session)
-    result = validation.validate(bpmn_xml, proc.statutory_days, known_roles(session), calendar)
+    result = validation.validate(bpmn_xml, proc.statutory_days, known_roles(session), calendar, known_units(session))
     if not result.valid:
         raise BpmnInvalid("the BPMN is not executable", [p.as_dict() for p in result.problems])
     xml_text = bpmn_xml.decode("utf-8") if isinstance(bpmn_xml, bytes) else bpmn_xml
@@ -137,7 +142,8 @@ def _add_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
         "supplement_window_days": proc.supplement_window_days,
         "supplement_response_days": proc.supplement_response_days,
         "components": proc.components,
-        "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions}
+        "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions,
+                         "unit": s.unit}
                   for s in result.model.steps.values()},
         "supplement_events": result.model.supplement_events,
         # The legal bases this version was drawn up under (the procedure's list can change later).

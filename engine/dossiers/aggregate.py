@@ -16,6 +16,7 @@ from engine.catalog import calendar as calendar_mod
 from engine.errors import Conflict, NotFound
 from engine.store.models import (
     Apology,
+    Consultation,
     DailySequence,
     Dossier,
     DossierFile,
@@ -27,13 +28,15 @@ from engine.store.models import (
     RegisterSequence,
     ServiceRating,
     SupplementRequest,
+    Unit,
 )
 from engine.store.upsert import upsert
 
 DOSSIERS = Dossier.__table__
 TASKS = HumanTask.__table__
 SUPPLEMENTS = SupplementRequest.__table__
-PARTS = {m.__name__: m.__table__ for m in (Apology, DossierFile, IdempotencyKey, ServiceRating, SupplementRequest)}
+PARTS = {m.__name__: m.__table__
+         for m in (Apology, Consultation, DossierFile, IdempotencyKey, ServiceRating, SupplementRequest)}
 
 
 class Record:
@@ -188,6 +191,19 @@ def part(session: Session, model, dossier_id: int) -> Record | None:
     return Record(row._mapping) if row is not None else None
 
 
+def part_dossier(session: Session, model, part_id: int) -> int | None:
+    """The dossier a part row (by id) belongs to, read without a lock."""
+    table = PARTS[model.__name__]
+    return session.connection().execute(select(table.c.dossier_id).where(table.c.id == part_id)).scalar()
+
+
+def parts(session: Session, model, dossier_id: int) -> list[Record]:
+    """Every row of `model` of the dossier (consultations), by id."""
+    table = PARTS[model.__name__]
+    rows = session.connection().execute(select(table).where(table.c.dossier_id == dossier_id).order_by(table.c.id))
+    return [Record(r._mapping) for r in rows]
+
+
 def save_part(session: Session, model, record: Record) -> None:
     _save_row(session, PARTS[model.__name__], record)
 
@@ -221,6 +237,28 @@ def procedure_code(session: Session, procedure_id: int) -> str:
     return code
 
 
+_UNIT_CODES: dict[int, str] = {}
+
+
+def unit_code(session: Session, unit_id: int) -> str:
+    """A unit's code (its identity: dossier codes carry it), cached."""
+    code = _UNIT_CODES.get(unit_id)
+    if code is None:
+        code = session.connection().execute(select(Unit.code).where(Unit.id == unit_id)).scalar_one()
+        _UNIT_CODES[unit_id] = code
+    return code
+
+
+def unit_id(session: Session, code: str) -> int | None:
+    """The id of the unit with `code`, or None (not cached: units are added while the system runs)."""
+    found = next((uid for uid, c in _UNIT_CODES.items() if c == code), None)
+    if found is None:
+        found = session.connection().execute(select(Unit.id).where(Unit.code == code)).scalar()
+        if found is not None:
+            _UNIT_CODES[found] = code
+    return found
+
+
 def spec_loader(session: Session):
     """Reads a serialized spec by hash (the runtime caches parsed specs itself)."""
     def load(spec_hash: str) -> str:
@@ -233,4 +271,5 @@ def reset_caches() -> None:
     """Forget every per-process cache (tests that rebuild the database between cases)."""
     _VERSION_META.clear()
     _PROCEDURE_CODES.clear()
+    _UNIT_CODES.clear()
     calendar_mod.invalidate_calendar()

@@ -25,8 +25,9 @@ from sqlalchemy.orm import Session
 from engine import clock
 from engine.access import policy
 from engine.access.actors import Actor, load_actor
+from engine.access.directory import unit_chain
 from engine.catalog.calendar import working_calendar
-from engine.dossiers import aggregate, audit, outbox
+from engine.dossiers import aggregate, audit, notices, outbox
 from engine.dossiers.aggregate import Record
 from engine.errors import DomainError, InvalidInput, TaskNotReady, WorkflowError
 from engine.reporting import counters, deadlines
@@ -144,21 +145,28 @@ class DossierChange:
         ready = inst.ready_user_tasks()
         start = max(self.now, d.handed_on_at)
         created = []
+        handed_from = self.task.unit_id if self.task is not None else d.unit_id
         for info in ready:
             if info.id in open_rows:
                 continue
             step = meta["steps"].get(info.spec_name, {})
             started, due = (deadlines or {}).get(info.spec_name) or \
                 (start, cal.add_duration(start, step.get("duration") or "PT0H"))
+            unit_id = self._step_unit(step.get("unit"), step.get("name") or info.name)
+            if unit_id != handed_from:
+                # Liên thông: the process moves to a lane of another unit; the dossier is handed over (L9).
+                self.audit("handed_off", step=info.spec_name, from_unit=aggregate.unit_code(self.session, handed_from),
+                           to_unit=aggregate.unit_code(self.session, unit_id), due_at=due.isoformat())
             task = Record({
-                "id": info.id, "dossier_id": d.id, "unit_id": d.unit_id, "role": step.get("role") or "",
+                "id": info.id, "dossier_id": d.id, "unit_id": unit_id, "role": step.get("role") or "",
                 "spec_name": info.spec_name, "name": step.get("name") or info.name,
                 "decisions": step.get("decisions") or ["approve"], "started_at": started, "due_at": due,
                 "note": "", "late": False, "cancelled": False,
             })
             created.append(task)
             self.audit("task_started", step=info.spec_name, task_id=info.id, name=task.name, role=task.role,
-                       started_at=started.isoformat(), due_at=due.isoformat())
+                       unit=aggregate.unit_code(self.session, unit_id), started_at=started.isoformat(),
+                       due_at=due.isoformat())
         aggregate.insert_tasks(self.session, created)
         ready_ids = {i.id for i in ready}
         gone = [task_id for task_id in open_rows if task_id not in ready_ids]
@@ -170,6 +178,21 @@ class DossierChange:
             self.audit("finished", outcome=d.status, on_time=d.finish_result != "late")
         d.workflow_state = inst.dump()
         return created
+
+    def _step_unit(self, where: str | None, step_name: str) -> int:
+        """The unit a step's lane names (DESIGN.md): the receiving unit, its parent, or a unit by code."""
+        d = self.dossier
+        if not where or where == "@receiving":
+            return d.unit_id
+        if where == "@parent":
+            chain = unit_chain(self.session, d.unit_id)
+            if len(chain) < 2:
+                raise WorkflowError(f"step '{step_name}' belongs to the parent of the receiving unit, which has none")
+            return chain[1]
+        unit_id = aggregate.unit_id(self.session, where)
+        if unit_id is None:
+            raise WorkflowError(f"step '{step_name}' belongs to unit {where}, which does not exist")
+        return unit_id
 
     def cancel_open_tasks(self) -> None:
         aggregate.cancel_tasks(self.session, self.dossier.id, self.now)
@@ -208,6 +231,7 @@ class DossierChange:
         else:
             audit.write(self.session, self._events)
             outbox.write(self.session, events)
+        notices.queue(self.session, d, kinds, self._status, self.now)
         aggregate.save(self.session, d)
 
 

@@ -62,6 +62,13 @@ def _one(session: Session, actor_id: int, code: str, target: tuple[int, int, str
         with dossier_change(session, actor_id=actor_id, permission="dossier.migrate", code=code, now=now) as change:
             loader = aggregate.spec_loader(session)
             verdict.reasons = change.instance().migration_blockers(target_hash, loader)
+            # A dossier keeps the rules it was received under (LEGAL.md: "What is in force"): its legal
+            # processing time and supplement window are read from its version, so they must not change.
+            new_meta, _ = aggregate.version_meta(session, target_id)
+            for key, label in (("statutory_days", "processing time"), ("supplement_window_days", "supplement window")):
+                if new_meta.get(key) != change.meta.get(key):
+                    verdict.reasons.append(f"the {label} differs ({change.meta.get(key)} → {new_meta.get(key)} "
+                                           "working days): a dossier keeps the time it was received under")
             verdict.can_move = not verdict.reasons
             if dry_run or verdict.reasons:
                 raise _DryRun

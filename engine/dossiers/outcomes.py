@@ -22,6 +22,7 @@ from engine.store.models import (
     WITHDRAWN,
     Apology,
     ServiceRating,
+    SupplementRequest,
 )
 
 RATINGS = ("very_satisfied", "satisfied", "not_satisfied")
@@ -51,7 +52,8 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
         if dossier.clock_paused:
             raise DossierClosed("the processing time is paused while the citizen supplements the dossier; "
                                 "no apology is due")
-        if change.has_part(Apology):
+        earlier = change.part(Apology)
+        if earlier is not None and not _restarted_since(change, earlier.issued_at):
             raise DueDateAlreadyReset("the appointment was already reset once with an apology; it cannot be reset again")
         reason = _reason(reason)
         signer = _signer(change, signed_by_id)
@@ -63,7 +65,7 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
         new_due_at = clock.aware(new_due_at)
         if not cal.is_working_day(clock.local(new_due_at).date()):
             raise InvalidInput("the new appointment must fall on a working day", errors={"new_due_at": "not a working day"})
-        current = max(dossier.due_at, dossier.legal_due_at)
+        current = max(dossier.due_at, dossier.legal_due_at, now)
         if new_due_at <= current:
             raise InvalidInput("the new appointment must be later than the current one",
                                errors={"new_due_at": f"after {clock.local(current):%H:%M %d/%m/%Y}"})
@@ -73,8 +75,17 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
             day_before -= timedelta(days=1)
         late = now > cal.end_of_working_day(day_before)
         change.on_duplicate = DueDateAlreadyReset("the appointment was already reset once with an apology")
-        apology = change.add(Apology, issued_at=now, issued_by_id=change.actor.id, signed_by_id=signer,
-                             reason=reason, previous_due_at=dossier.due_at, new_due_at=new_due_at, late=late)
+        values = dict(issued_at=now, issued_by_id=change.actor.id, signed_by_id=signer, reason=reason,
+                      previous_due_at=dossier.due_at, new_due_at=new_due_at, late=late)
+        if earlier is None:
+            apology = change.add(Apology, **values)
+        else:
+            # One apology per processing period (L12): the timely supplement started a new one; the row
+            # holds the apology in force, the audit trail every apology issued.
+            for key, value in values.items():
+                setattr(earlier, key, value)
+            change.save_part(Apology, earlier)
+            apology = earlier
         change.audit("apology_issued", reason=reason, previous_due_at=dossier.due_at.isoformat(),
                      new_due_at=new_due_at.isoformat(), late=late, signed_by=signer)
         dossier.due_at = new_due_at
@@ -82,6 +93,13 @@ def issue_apology(session: Session, *, actor_id: int, dossier_code: str, reason:
         dossier.late_without_apology = False
         change.emit("appointment_changed")
     return apology
+
+
+def _restarted_since(change, moment: datetime) -> bool:
+    """Whether a timely supplement restarted the processing time after `moment` (a new period)."""
+    request = change.part(SupplementRequest)
+    return bool(request is not None and request.within_window and request.received_at is not None
+                and request.received_at > moment)
 
 
 def _signer(change, signed_by_id: int | None) -> int:
@@ -130,7 +148,8 @@ def withdraw_dossier(session: Session, *, actor_id: int, dossier_code: str, reas
         if not isinstance(asked, datetime):
             asked = datetime.combine(asked, datetime.min.time(), tzinfo=clock.VN_TZ)
         asked = clock.aware(asked)
-        if asked > change.now or asked < dossier.received_at.replace(hour=0, minute=0, second=0, microsecond=0):
+        received_day = datetime.combine(clock.local(dossier.received_at).date(), datetime.min.time(), tzinfo=clock.VN_TZ)
+        if asked > change.now or asked < received_day:
             raise InvalidInput("the request date must lie between reception and now",
                                errors={"requested_at": "between reception and now"})
         change.cancel_open_tasks()

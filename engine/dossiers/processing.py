@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.catalog import calendar as calendar_mod
+from engine.dossiers import consultations
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, dossier_change
 from engine.dossiers.reception import handed_on, run_once, store_files, validate_components
@@ -57,6 +58,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
             raise InvalidInput(f"decision must be one of: {', '.join(task.decisions)}",
                                errors={"decision": f"one of {', '.join(task.decisions)}"})
         note = str(note or data.get("reason") or "").strip()
+        consultations.require_answers(change, task)
         supplement = _supplement_request(change, data, note) if decision == REQUEST_SUPPLEMENT else None
         if decision in (REFUSE, SEND_BACK) and not note:
             raise InvalidInput("a reason is required", errors={"reason": "required"})
@@ -100,8 +102,9 @@ def _supplement_request(change: DossierChange, data: dict, note: str) -> dict:
 def supplement_window_end(change: DossierChange) -> datetime:
     """The end of the window after reception in which a supplement request pauses and restarts the
     processing time (NĐ 61 Đ19(4), L10)."""
-    return deadlines.supplement_window_end(change.calendar, change.dossier.received_at,
-                                           change.meta.get("supplement_window_days", 3))
+    received = change.dossier.received_at
+    return deadlines.supplement_window_end(change.calendar, received, change.meta.get("supplement_window_days", 3),
+                                           calendar_mod.same_day_cutoff(change.session, clock.local(received).date()))
 
 
 def supplement_items(components: list[dict], items) -> list[dict]:
@@ -193,6 +196,8 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
                                       calendar_mod.same_day_cutoff(change.session, clock.local(now).date()))
             dossier.due_at = dossier.legal_due_at = new_due
             dossier.overdue = False
+            # A new processing period: an earlier apology covered the old date, not this one.
+            dossier.apologized = dossier.late_without_apology = False
         else:
             new_due = dossier.due_at
         request.received_at, request.received_by_id, request.received_note = now, change.actor.id, note

@@ -22,7 +22,6 @@ from datetime import datetime
 
 from sqlalchemy import and_
 
-from engine import clock
 from engine.reporting.counters import classify
 from engine.store.models import OPEN_STATUSES, Dossier
 
@@ -42,10 +41,12 @@ def due_between(start: datetime, end: datetime, table=Dossier):
     return and_(running(table), table.legal_due_at >= start, table.legal_due_at < end)
 
 
-def supplement_window_end(calendar, received_at: datetime, days: int) -> datetime:
+def supplement_window_end(calendar, received_at: datetime, days: int, same_day_cutoff=None) -> datetime:
     """The end of the window after reception in which a supplement request pauses the processing time
-    and restarts it from zero (NĐ 61 Đ19(4), L10): the end of the `days`-th working day after it."""
-    return calendar.end_of_working_day(calendar.add_working_days(clock.local(received_at).date(), days))
+    and restarts it from zero (NĐ 61 Đ19(4), L10): the end of the `days`-th working day after it,
+    counted like an appointment — a 0-day window after the cut-off ends with the next working day, so
+    it never closes before the dossier reaches the specialist."""
+    return calendar.appointment(received_at, days, same_day_cutoff)
 
 
 def is_running(dossier) -> bool:

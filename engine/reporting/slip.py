@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.reporting.counters import classify
-from engine.store.models import AuditEvent
+from engine.store.models import AuditEvent, Unit
 
 LATE_REQUEST = "Yêu cầu bổ sung muộn (sau 03 ngày làm việc kể từ ngày tiếp nhận)"
 
@@ -21,6 +21,7 @@ class SlipRow:
     step: str
     step_name: str
     role: str
+    unit: str | None         # the code of the unit whose lane holds the step (liên thông); None in old logs
     handed_at: datetime      # the real time of the hand-over
     clock_from: datetime     # when the step's working-time clock started (after a 15:00 cut-off: next morning)
     giver: str
@@ -30,6 +31,7 @@ class SlipRow:
     decision: str | None
     note: str
     result: str | None  # early | on_time | late (None while open)
+    unit_name: str | None = None
 
 
 def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
@@ -46,7 +48,7 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
             # a new version keeps its deadline): the new row replaces the old one.
             rows = {k: r for k, r in rows.items() if r.finished_at is not None or r.step != event.step}
             rows[d["task_id"]] = SlipRow(
-                task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"],
+                task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"], unit=d.get("unit"),
                 handed_at=event.at, clock_from=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
                 due_at=datetime.fromisoformat(d["due_at"]), finished_at=None, decision=None, note="", result=None,
             )
@@ -60,9 +62,28 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
                 row.result = classify(event.at, row.due_at)
                 last_done = row
             last_actor = event.actor_name
+        elif event.kind == "consultation_requested":
+            # L8: a request for another unit's opinion is a hand-over with its own deadline.
+            d = event.data
+            rows[f"consultation-{d['consultation_id']}"] = SlipRow(
+                task_id=f"consultation-{d['consultation_id']}", step=event.step or "",
+                step_name=f"Cho ý kiến: {d.get('content', '')}", role="", unit=d.get("unit"), handed_at=event.at,
+                clock_from=event.at, giver=event.actor_name, receiver=None,
+                due_at=datetime.fromisoformat(d["due_at"]), finished_at=None, decision=None, note="", result=None)
+        elif event.kind == "consultation_answered":
+            row = rows.get(f"consultation-{event.data['consultation_id']}")
+            if row is not None:
+                row.receiver, row.finished_at = event.actor_name, event.at
+                row.result = classify(event.at, row.due_at)
         elif event.kind == "supplement_requested" and event.data.get("within_window") is False and last_done:
             # L10: a request after the window is marked on the slip (the processing time did not restart).
             last_done.note = (last_done.note + " — " if last_done.note else "") + LATE_REQUEST
         elif event.kind == "supplement_received":
             last_actor = event.actor_name
-    return list(rows.values())
+    out = list(rows.values())
+    codes = {r.unit for r in out if r.unit}
+    if codes:
+        names = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).all())
+        for r in out:
+            r.unit_name = names.get(r.unit)
+    return out

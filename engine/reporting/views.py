@@ -18,9 +18,11 @@ from engine.reporting.slip import control_slip
 from engine.store.models import (
     Apology,
     AuditEvent,
+    Consultation,
     Dossier,
     DossierFile,
     HumanTask,
+    Notice,
     Procedure,
     ProcedureVersion,
     ServiceRating,
@@ -52,7 +54,10 @@ def dossier_view(session: Session, code: str) -> dict:
                                                          HumanTask.completed_at.is_(None))).all()
     supplements = session.scalars(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)).all()
     apologies = session.scalars(select(Apology).where(Apology.dossier_id == dossier.id)).all()
-    names = dict(session.execute(select(User.id, User.full_name)).all()) if open_tasks else {}
+    assignees = {t.assignee_id for t in open_tasks if t.assignee_id is not None}
+    names = dict(session.execute(select(User.id, User.full_name).where(User.id.in_(assignees))).all()) if assignees else {}
+    units = dict(session.execute(select(Unit.id, Unit.code).where(
+        Unit.id.in_({t.unit_id for t in open_tasks}))).all()) if open_tasks else {}
     return {
         "code": dossier.code,
         "status": dossier.status,
@@ -74,7 +79,8 @@ def dossier_view(session: Session, code: str) -> dict:
         "version": version.number,
         "refusal_reason": dossier.refusal_reason,
         "open_tasks": [
-            {"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
+            {"id": t.id, "name": t.name, "role": t.role, "unit_code": units.get(t.unit_id), "started_at": t.started_at,
+             "due_at": t.due_at,
              "decisions": t.decisions, "assignee": names.get(t.assignee_id)} for t in open_tasks
         ],
         "supplements": [
@@ -87,7 +93,8 @@ def dossier_view(session: Session, code: str) -> dict:
              "new_due_at": a.new_due_at, "late": a.late} for a in apologies
         ],
         "timeline": [
-            {"step": r.step, "name": r.step_name, "role": r.role, "user": r.receiver, "started": r.clock_from,
+            {"step": r.step, "name": r.step_name, "role": r.role, "unit_code": r.unit, "user": r.receiver,
+             "started": r.clock_from,
              "due": r.due_at, "finished": r.finished_at, "decision": r.decision, "note": r.note,
              "on_time": None if r.result is None else r.result != "late", "result": r.result}
             for r in control_slip(session, dossier.id)
@@ -98,8 +105,11 @@ def dossier_view(session: Session, code: str) -> dict:
 def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
     """The actor's open tasks for the API: the inbox screen's query, first page."""
     rows, _ = inbox_page(session, actor, per_page=limit)
+    codes = dict(session.execute(select(Unit.id, Unit.code).where(
+        Unit.id.in_({r["task"].unit_id for r in rows}))).all()) if rows else {}
     return [{"id": r["task"].id, "dossier_code": r["dossier"].code, "name": r["task"].name, "role": r["task"].role,
-             "started_at": r["task"].started_at, "due_at": r["task"].due_at, "decisions": r["task"].decisions}
+             "unit_code": codes.get(r["task"].unit_id), "started_at": r["task"].started_at, "due_at": r["task"].due_at,
+             "decisions": r["task"].decisions}
             for r in rows]
 
 
@@ -144,6 +154,7 @@ def _public_history(session: Session, dossier_id: int) -> list[dict]:
 def dossier_page(session: Session, dossier: Dossier, now) -> dict:
     """Everything the dossier, task and form pages show about one dossier."""
     slip = control_slip(session, dossier.id)
+    steps = [r for r in slip if not r.task_id.startswith("consultation-")]
     apology = session.scalar(select(Apology).where(Apology.dossier_id == dossier.id))
     signer = session.get(User, apology.signed_by_id) if apology is not None and apology.signed_by_id else None
     open_tasks = session.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
@@ -163,9 +174,12 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
         # Leaders who may sign form 04 when the desk records it; the withdrawal request for form 05.
         "signers": directory.holders(session, dossier.unit_id, "lanh_dao"),
         "withdrawal": _withdrawal(session, dossier.id),
-        "markers": {"done": sorted({r.step for r in slip if r.finished_at}),
+        # Notices to the applicant (e-mail, SMS) and where each stands (engine/notify).
+        "notices": session.scalars(select(Notice).where(Notice.dossier_id == dossier.id).order_by(Notice.id)).all(),
+        "consultations": consultations_of(session, dossier.id),
+        "markers": {"done": sorted({r.step for r in steps if r.finished_at}),
                     "current": sorted({t.spec_name for t in open_tasks}),
-                    "late": sorted({r.step for r in slip if r.result == "late"}
+                    "late": sorted({r.step for r in steps if r.result == "late"}
                                    | {t.spec_name for t in open_tasks if t.due_at < now})},
     }
 
@@ -243,3 +257,43 @@ def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: s
     rows = session.execute(stmt.order_by(HumanTask.due_at, HumanTask.started_at)
                            .limit(per_page).offset((page - 1) * per_page)).all()
     return [{"task": t, "dossier": dz, "procedure_code": pc, "procedure_name": pn} for t, dz, pc, pn in rows], total
+
+
+# --- consultations (xin ý kiến) ---------------------------------------------------------------------
+def _consultation_rows(session: Session, *where) -> list[dict]:
+    stmt = (select(Consultation, Dossier.code, Unit.code, Unit.name)
+            .join(Dossier, Dossier.id == Consultation.dossier_id).join(Unit, Unit.id == Consultation.unit_id)
+            .where(*where).order_by(Consultation.due_at, Consultation.id))
+    return [{"id": c.id, "consultation": c, "dossier_code": code, "unit_code": ucode, "unit_name": uname,
+             "step": c.step, "content": c.content, "asked_at": c.asked_at, "due_at": c.due_at,
+             "answered_at": c.answered_at, "answer": c.answer, "late": c.late}
+            for c, code, ucode, uname in session.execute(stmt).all()]
+
+
+def consultations_out(session: Session, ids: list[int]) -> list[dict]:
+    """The API's view of consultations by id."""
+    return _consultation_rows(session, Consultation.id.in_(ids)) if ids else []
+
+
+def consultations_of(session: Session, dossier_id: int) -> list[dict]:
+    return _consultation_rows(session, Consultation.dossier_id == dossier_id)
+
+
+def pending_consultations(session: Session, actor: Actor) -> list[dict]:
+    """Requests for an opinion waiting on the units where `actor` may answer them (their inbox)."""
+    from engine.access import policy
+    units = policy.units_for(session, actor, "consultation.answer")
+    if not units:
+        return []
+    return _consultation_rows(session, Consultation.unit_id.in_(units), Consultation.answered_at.is_(None))
+
+
+def late_consultations(session: Session, unit_ids: list[int], at) -> list[dict]:
+    """Consulted units that answered late or have not answered past the deadline, on dossiers received
+    at `unit_ids` (NĐ 61 Đ19(5): reported to the head of the one-stop desk)."""
+    if not unit_ids:
+        return []
+    from sqlalchemy import and_, or_
+    return _consultation_rows(session, Dossier.unit_id.in_(unit_ids),
+                              or_(Consultation.late.is_(True),
+                                  and_(Consultation.answered_at.is_(None), Consultation.due_at < at)))

@@ -312,6 +312,26 @@ class SupplementRequest(Base):
     new_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Consultation(Base):
+    """A step asks another unit for its opinion (xin ý kiến, L8): content, a deadline, the answer."""
+
+    __tablename__ = "consultations"
+    __table_args__ = (Index("ix_consultations_open", "unit_id", "answered_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))   # the asking step (it waits for the answers)
+    step: Mapped[str] = mapped_column(String(255))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))  # the consulted unit
+    content: Mapped[str] = mapped_column(Text)
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    asked_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    answer: Mapped[str] = mapped_column(Text, default="")
+    late: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+
+
 class Apology(Base):
     """Form 04. The due date may be reset at most once: one row per dossier."""
 
@@ -466,3 +486,34 @@ class DailyCount(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     name: Mapped[str] = mapped_column(String(48), primary_key=True)
     n: Mapped[int] = mapped_column(Integer)
+
+
+class Notice(Base):
+    """A notice to the applicant (e-mail or SMS) about their dossier: receipt with the appointment,
+    supplement request, apology or new appointment, refusal, result ready, withdrawal. Written by the
+    unit of work in the transaction of the change that causes it (engine/dossiers/notices.py), sent by
+    engine/notify (`send_pending`) with retries and back-off; `uid` is its stable identity
+    (the e-mail's Message-ID, the SMS gateway's idempotency key)."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        Index("ix_notices_due", "state", "next_attempt_at"),
+        Index("ix_notices_dossier", "dossier_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"))
+    # receipt | supplement_request | apology | new_appointment | refusal | result_ready | withdrawal
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(8))  # email | sms
+    recipient: Mapped[str] = mapped_column(String(255))  # the address or phone number, as given at the time
+    # The facts the message states, as they were when the change happened (dates as ISO 8601, local time).
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # When a sender may next take it: now when queued, later after a failure (back-off) or while one
+    # sender holds it (its claim lasts until then).
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -78,6 +78,9 @@ def properties(el) -> dict[str, str]:
     return out
 
 
+RECEIVING, PARENT = "@receiving", "@parent"
+
+
 @dataclass
 class Step:
     id: str
@@ -86,6 +89,9 @@ class Step:
     lane: str | None
     duration: str | None
     decisions: list[str] = field(default_factory=list)
+    # Where the lane's role is held: "@receiving" (the unit that received the dossier), "@parent" (its
+    # parent unit) or a unit code (DESIGN.md, "BPMN conventions").
+    unit: str = RECEIVING
 
 
 @dataclass
@@ -102,17 +108,19 @@ def executable_processes(root) -> list:
     return executable or procs
 
 
-def _lane_roles(process) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+def _lane_roles(process) -> tuple[dict[str, str], dict[str, tuple[str, str, str]]]:
     lanes: dict[str, str] = {}
-    node_lane: dict[str, tuple[str, str]] = {}
+    node_lane: dict[str, tuple[str, str, str]] = {}
 
     def walk(lane_set):
         for lane in lane_set.findall("bpmn:lane", NS):
-            role = properties(lane).get("role") or (lane.get("name") or "").strip()
+            props = properties(lane)
+            role = props.get("role") or (lane.get("name") or "").strip()
+            unit = (props.get("unit") or "").strip() or RECEIVING
             lanes[lane.get("id")] = role
             for ref in lane.findall("bpmn:flowNodeRef", NS):
                 if ref.text:
-                    node_lane[ref.text.strip()] = (lane.get("id"), role)
+                    node_lane[ref.text.strip()] = (lane.get("id"), role, unit)
             child = lane.find("bpmn:childLaneSet", NS)
             if child is not None:
                 walk(child)  # inner lanes overwrite the outer lane's claim
@@ -160,7 +168,7 @@ def read_model(root, process_id: str | None = None) -> ProcessModel:
     for task in process.iter(f"{{{BPMN_NS}}}userTask"):
         tid = task.get("id")
         props = properties(task)
-        lane_id, role = node_lane.get(tid, (None, None))
+        lane_id, role, unit = node_lane.get(tid, (None, None, RECEIVING))
         role = props.get("role") or role
         decisions: list[str] = []
         for flow in outgoing.get(tid, []):
@@ -179,6 +187,7 @@ def read_model(root, process_id: str | None = None) -> ProcessModel:
             lane=lane_id,
             duration=props.get("duration") or None,
             decisions=decisions or ["approve"],
+            unit=unit,
         )
 
     message_names = {m.get("id"): (m.get("name") or m.get("id")) for m in root.findall("bpmn:message", NS)}

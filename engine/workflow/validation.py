@@ -40,6 +40,7 @@ MESSAGES_VI = {
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
     "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
     "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
+    "unknown_unit": "Làn ghi một đơn vị không có trong hệ thống (dùng @receiving, @parent hoặc mã đơn vị).",
     "refusal_not_signed": "Từ chối giải quyết (mẫu 03) phải do Lãnh đạo cơ quan ký: nhánh từ chối phải đi qua "
                           "một bước của Lãnh đạo cơ quan trước khi kết thúc.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
@@ -73,7 +74,7 @@ class Result:
 
 
 def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: set[str] | None = None,
-             calendar: WorkingCalendar | None = None) -> Result:
+             calendar: WorkingCalendar | None = None, known_units: set[str] | None = None) -> Result:
     problems: list[Problem] = []
     try:
         root = bpmn_xml.parse_safely(xml)
@@ -108,6 +109,7 @@ def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: s
         problems.append(Problem(ERROR, "no_process", None, str(exc)))
     if model is not None:
         _check_conventions(model, process, flows, statutory_days, known_roles, calendar or WorkingCalendar(), problems)
+        _check_units(model, known_units, problems)
         _check_decisions(process, flows, model, problems)
 
     parsed = None
@@ -242,6 +244,18 @@ def _check_decisions(process, flows, model, problems) -> None:
                         problems.append(Problem(ERROR, "supplement_path_shape", branch.get("id"),
                                                 "the request_supplement branch must lead to an intermediate message "
                                                 "catch event for 'supplement_received'"))
+
+
+def _check_units(model, known_units: set[str] | None, problems) -> None:
+    """A lane's `unit` is @receiving, @parent or the code of an existing unit (liên thông)."""
+    for step in model.steps.values():
+        unit = step.unit
+        if unit in (bpmn_xml.RECEIVING, bpmn_xml.PARENT):
+            continue
+        if unit.startswith("@") or (known_units is not None and unit not in known_units):
+            problems.append(Problem(ERROR, "unknown_unit", step.id,
+                                    f"step '{step.name}' is in a lane held at unit '{unit}', which does not exist "
+                                    "(use @receiving, @parent or a unit code)"))
 
 
 # Roles whose step signs a refusal (form 03, L11): the agency's leader.

@@ -138,7 +138,8 @@ def validate_bpmn(actor):
     policy.require(actor, "bpmn.validate")
     data = body(s.ValidateIn)
     session = db.session()
-    result = validation.validate(data["bpmn"], None, catalog.known_roles(session), load_calendar(session))
+    result = validation.validate(data["bpmn"], None, catalog.known_roles(session), load_calendar(session),
+                                 catalog.known_units(session))
     return answer(s.ValidateOut, {"valid": result.valid, "problems": [p.as_dict() for p in result.problems]})
 
 
@@ -196,6 +197,32 @@ def complete(actor, task_id):
         "next_tasks": [{"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
                         "decisions": t.decisions, "assignee": None} for t in result.next_tasks],
     })
+
+
+@bp.post("/tasks/<task_id>/consultations")
+@login_required
+def consult(actor, task_id):
+    data = body(s.ConsultIn)
+    rows = dossiers.ask_opinions(db.session(), actor_id=actor.id, task_id=task_id, unit_codes=data["units"],
+                                 content=data["content"], days=data["days"])
+    return answer(s.ConsultationOut, views.consultations_out(db.session(), [r.id for r in rows]), 201, many=True)
+
+
+@bp.get("/consultations")
+@login_required
+def my_consultations(actor):
+    """Requests for an opinion waiting on the caller's units (those where they may answer)."""
+    rows = views.pending_consultations(db.session(), actor)
+    return answer(s.ConsultationOut, views.consultations_out(db.session(), [r["id"] for r in rows]), many=True)
+
+
+@bp.post("/consultations/<int:consultation_id>/answer")
+@login_required
+def answer_consultation(actor, consultation_id):
+    data = body(s.AnswerIn)
+    row = dossiers.answer_opinion(db.session(), actor_id=actor.id, consultation_id=consultation_id,
+                                  answer=data["answer"])
+    return answer(s.ConsultationOut, views.consultations_out(db.session(), [row.id])[0])
 
 
 @bp.post("/dossiers/<code>/supplements")

@@ -145,6 +145,7 @@ class DossierCreated(Schema):
 
 
 class OpenTask(Schema):
+    unit_code = fields.String(allow_none=True)
     id = fields.String()
     name = fields.String()
     role = fields.String()
@@ -181,6 +182,7 @@ class ApologyOut(Schema):
 
 
 class TimelineStep(Schema):
+    unit_code = fields.String(allow_none=True)
     step = fields.String()
     name = fields.String()
     role = fields.String()
@@ -221,6 +223,7 @@ class DossierOut(Schema):
 
 
 class TaskOut(Schema):
+    unit_code = fields.String(allow_none=True)
     id = fields.String()
     dossier_code = fields.String()
     name = fields.String()
@@ -320,3 +323,27 @@ class MetricsOut(Schema):
                                                         "max_available, scaled_to_18, rating)"})
     qd766 = fields.Dict(keys=fields.String(), metadata={"description": "QĐ 766 groups with data (groups, score, "
                                                          "max_available); weights are configuration"})
+
+
+class ConsultIn(Schema):
+    units = fields.List(fields.String(validate=validate.Length(min=1, max=32)), required=True,
+                        validate=validate.Length(min=1, max=20))
+    content = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+    days = fields.Integer(required=True, strict=True)
+
+
+class AnswerIn(Schema):
+    answer = fields.String(required=True, validate=validate.Length(min=1, max=8000))
+
+
+class ConsultationOut(Schema):
+    id = fields.Integer()
+    dossier_code = fields.String()
+    step = fields.String()
+    unit_code = fields.String()
+    content = fields.String()
+    asked_at = Aware()
+    due_at = Aware()
+    answered_at = Aware(allow_none=True)
+    answer = fields.String()
+    late = fields.Boolean()

@@ -60,7 +60,9 @@
     if (options) {
       input = document.createElement("select");
       [""].concat(options).forEach(function (o) {
-        var opt = document.createElement("option"); opt.value = o; opt.textContent = o || "—"; input.appendChild(opt);
+        // an option is a value, or [value, label]
+        var value = Array.isArray(o) ? o[0] : o, text = Array.isArray(o) ? o[1] : o;
+        var opt = document.createElement("option"); opt.value = value; opt.textContent = text || "—"; input.appendChild(opt);
       });
     } else { input = document.createElement("input"); }
     input.id = id; input.value = value || "";
@@ -84,6 +86,10 @@
     if (bo.$type === "bpmn:Lane") {
       field("Vai trò", "p-role", getProp(bo, "role") || "", function (v) { setProp(element, "role", v); },
             JSON.parse(host.dataset.roles));
+      // Liên thông: where the lane's role is held (empty: the unit that received the dossier).
+      field("Đơn vị thực hiện", "p-unit", getProp(bo, "unit") || "", function (v) { setProp(element, "unit", v); },
+            [["@receiving", "Đơn vị tiếp nhận hồ sơ"], ["@parent", "Đơn vị cấp trên của đơn vị tiếp nhận"]]
+              .concat(JSON.parse(host.dataset.units)));
     }
     if (bo.$type === "bpmn:SequenceFlow" && bo.sourceRef && bo.sourceRef.$type === "bpmn:ExclusiveGateway") {
       field("Quyết định dẫn tới nhánh này (approve, return, request_supplement, refuse…)", "p-decision",

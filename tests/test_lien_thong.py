@@ -1,0 +1,252 @@
+"""Liên thông (two-tier government since 1/7/2025): a dossier received at commune X is decided by the
+provincial department S and comes back to X's desk, which hands the result back. Lanes name where
+their role is held (`unit` = @receiving, @parent or a unit code); each change of unit is a hand-over
+on the control slip; who sees the dossier follows the steps."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from bpmn_fixtures import Flow, Node, Process, render
+from conftest import APPLICANT, pdf, vn
+from sqlalchemy import select
+
+from engine import catalog, dossiers
+from engine.access import directory, policy
+from engine.access.actors import load_actor
+from engine.errors import BpmnInvalid, NotAllowed, NotFound
+from engine.reporting import views
+from engine.reporting.slip import control_slip
+from engine.store.models import AuditEvent, Dossier, HumanTask, Unit
+
+CODE = "1.999101"
+PASSWORD = "matkhau-123"
+
+
+def lien_thong_bpmn(where: str = "SXD", pid: str = "Process_lien_thong") -> str:
+    lanes = [("Lane_mc", "Một cửa xã", "mot_cua", "@receiving"), ("Lane_cv", "Chuyên viên Sở", "chuyen_vien", where),
+             ("Lane_ld", "Lãnh đạo Sở", "lanh_dao", where)]
+    nodes = [Node("S", "startEvent", "Tiếp nhận", "Lane_mc", 0),
+             Node("Task_TiepNhan", "userTask", "Tiếp nhận, chuyển Sở", "Lane_mc", 1, {"duration": "PT2H"}),
+             Node("Task_ThamDinh", "userTask", "Thẩm định", "Lane_cv", 2, {"duration": "P2D"}),
+             Node("Task_Ky", "userTask", "Ký kết quả", "Lane_ld", 3, {"duration": "P1D"}),
+             Node("Task_NhanKetQua", "userTask", "Nhận kết quả từ Sở", "Lane_mc", 4, {"duration": "PT2H"}),
+             Node("E", "endEvent", "Có kết quả", "Lane_mc", 5)]
+    chain = ["S", "Task_TiepNhan", "Task_ThamDinh", "Task_Ky", "Task_NhanKetQua", "E"]
+    return render(Process(pid, "Liên thông thử nghiệm", lanes, nodes,
+                          [Flow(f"F{i}", a, b) for i, (a, b) in enumerate(zip(chain, chain[1:]))]))
+
+
+@pytest.fixture
+def province(session):
+    """Province T40 with department SXD and YTE, communes X (H40.1) and Z (H40.2); one user per role."""
+    directory.add_unit(session, "T40", "UBND tỉnh Phú Thọ")
+    directory.add_unit(session, "SXD", "Sở Xây dựng", "T40")
+    directory.add_unit(session, "STNMT", "Sở Nông nghiệp và Môi trường", "T40")
+    directory.add_unit(session, "H40.1", "UBND xã Tân Lạc", "T40")
+    directory.add_unit(session, "H40.2", "UBND xã Mường Bi", "T40")
+    ids = {}
+    for unit, roles in {"H40.1": ("mot_cua", "chuyen_vien"), "SXD": ("chuyen_vien", "lanh_dao"),
+                        "STNMT": ("chuyen_vien",), "H40.2": ("mot_cua", "chuyen_vien"), "T40": ("manager",)}.items():
+        for role in roles:
+            ids[f"{role}@{unit}"] = directory.add_user(session, f"{role}.{unit}".lower(), PASSWORD, [(unit, role)]).id
+    session.commit()
+    catalog.create_procedure(session, actor_id=None, data={
+        "code": CODE, "name": "Thủ tục liên thông xã – Sở (thử nghiệm)", "field": "Xây dựng", "level": "tinh",
+        "statutory_days": 5, "online_level": "mot_phan",
+        "components": [{"code": "DON", "name": "Đơn đề nghị", "required": True}]})
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code=CODE, bpmn=lien_thong_bpmn())
+    catalog.publish_version(session, actor_id=None, procedure_code=CODE, number=version.number,
+                            effective_from=date(2026, 1, 1))
+    session.commit()
+    return ids
+
+
+def receive_at_x(session, ids, at=None):
+    at = at or vn(2026, 11, 2, 9)
+    record = dossiers.receive_dossier(session, actor_id=ids["mot_cua@H40.1"], procedure_code=CODE, channel="counter",
+                                      applicant=APPLICANT, components=[{"code": "DON", "filename": "don.pdf",
+                                                                       "content": pdf("don")}], now=at)
+    return session.get(Dossier, record.id)
+
+
+def open_step(session, d) -> HumanTask:
+    session.expire_all()
+    return session.scalars(select(HumanTask).where(HumanTask.dossier_id == d.id, HumanTask.completed_at.is_(None))).one()
+
+
+def sees(session, ids, who, d) -> bool:
+    try:
+        policy.require_view(session, load_actor(session, ids[who]), d)
+        return True
+    except NotFound:
+        return False
+
+
+def inbox_codes(session, ids, who) -> list[str]:
+    return [t["dossier_code"] for t in views.inbox(session, load_actor(session, ids[who]))]
+
+
+def test_a_dossier_received_at_the_commune_is_decided_by_the_department_and_comes_back(session, province):
+    ids = province
+    d = receive_at_x(session, ids)
+    first = open_step(session, d)
+    assert first.unit_id == d.unit_id
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=first.id, now=vn(2026, 11, 2, 10))
+
+    # Handed over to the department: its specialist's inbox, not the commune's nor another commune's.
+    step = open_step(session, d)
+    sxd = session.scalar(select(Unit.id).where(Unit.code == "SXD"))
+    assert step.role == "chuyen_vien" and step.unit_id == sxd != d.unit_id
+    assert inbox_codes(session, ids, "chuyen_vien@SXD") == [d.code]
+    assert inbox_codes(session, ids, "chuyen_vien@H40.1") == [] and inbox_codes(session, ids, "chuyen_vien@H40.2") == []
+    assert sees(session, ids, "chuyen_vien@SXD", d) and sees(session, ids, "mot_cua@H40.1", d)
+    assert not sees(session, ids, "chuyen_vien@H40.2", d) and not sees(session, ids, "chuyen_vien@STNMT", d)
+    with pytest.raises(NotAllowed):  # the commune's specialist cannot do the department's step
+        dossiers.complete_task(session, actor_id=ids["chuyen_vien@H40.1"], task_id=step.id, now=vn(2026, 11, 3, 9))
+    session.rollback()
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=step.id, now=vn(2026, 11, 3, 9))
+    dossiers.complete_task(session, actor_id=ids["lanh_dao@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 4, 9))
+
+    # Back at the commune's desk; the department still sees the dossier it worked on (read-only).
+    back = open_step(session, d)
+    assert back.unit_id == d.unit_id and inbox_codes(session, ids, "mot_cua@H40.1") == [d.code]
+    assert sees(session, ids, "chuyen_vien@SXD", d) and inbox_codes(session, ids, "chuyen_vien@SXD") == []
+    with pytest.raises(NotAllowed):  # hand-back is the receiving desk's
+        dossiers.return_result(session, actor_id=ids["chuyen_vien@SXD"], dossier_code=d.code, now=vn(2026, 11, 4, 10))
+    session.rollback()
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=back.id, now=vn(2026, 11, 4, 10))
+    dossiers.return_result(session, actor_id=ids["mot_cua@H40.1"], dossier_code=d.code, now=vn(2026, 11, 4, 14))
+    session.expire_all()
+    assert session.get(Dossier, d.id).status == "returned"
+
+    # Two hand-overs, X → SXD and SXD → X, each audited; the control slip names every unit.
+    handoffs = session.scalars(select(AuditEvent).where(AuditEvent.dossier_id == d.id,
+                                                        AuditEvent.kind == "handed_off").order_by(AuditEvent.seq)).all()
+    assert [(e.data["from_unit"], e.data["to_unit"]) for e in handoffs] == [("H40.1", "SXD"), ("SXD", "H40.1")]
+    slip = control_slip(session, d.id)
+    assert [(r.unit, r.unit_name) for r in slip] == [
+        ("H40.1", "UBND xã Tân Lạc"), ("SXD", "Sở Xây dựng"), ("SXD", "Sở Xây dựng"), ("H40.1", "UBND xã Tân Lạc")]
+    assert [t["unit_code"] for t in views.dossier_view(session, d.code)["timeline"]] == ["H40.1", "SXD", "SXD", "H40.1"]
+
+
+def test_the_api_shows_the_unit_of_every_step(client, session, province):
+    from conftest import bearer
+    d = receive_at_x(session, province)
+    dossiers.complete_task(session, actor_id=province["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))
+    tasks = client.get("/api/v1/tasks", headers=bearer(client, "chuyen_vien.sxd", PASSWORD)).get_json()
+    assert [(t["dossier_code"], t["unit_code"]) for t in tasks] == [(d.code, "SXD")]
+    view = client.get(f"/api/v1/dossiers/{d.code}", headers=bearer(client, "chuyen_vien.sxd", PASSWORD))
+    assert view.status_code == 200 and [t["unit_code"] for t in view.get_json()["open_tasks"]] == ["SXD"]
+    other = client.get(f"/api/v1/dossiers/{d.code}", headers=bearer(client, "chuyen_vien.h40.2", PASSWORD))
+    assert other.status_code == 404
+
+
+def test_a_lane_held_at_the_parent_unit_and_unknown_units(session, province):
+    xml = lien_thong_bpmn("@parent", "Process_parent")
+    version, _ = catalog.submit_version(session, actor_id=None, procedure_code=CODE, bpmn=xml)
+    catalog.publish_version(session, actor_id=None, procedure_code=CODE, number=version.number,
+                            effective_from=date(2026, 11, 2))
+    session.commit()
+    d = receive_at_x(session, province, at=vn(2026, 11, 3, 9))
+    dossiers.complete_task(session, actor_id=province["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 3, 10))
+    parent = session.scalar(select(HumanTask.unit_id).where(HumanTask.dossier_id == d.id,
+                                                            HumanTask.completed_at.is_(None)))
+    assert views.dossier_view(session, d.code)["open_tasks"][0]["unit_code"] == "T40" and parent != d.unit_id
+    with pytest.raises(BpmnInvalid) as refused:
+        catalog.submit_version(session, actor_id=None, procedure_code=CODE, bpmn=lien_thong_bpmn("SKHONGCO", "P_x"))
+    assert {p["code"] for p in refused.value.problems} == {"unknown_unit"}
+
+
+def test_the_department_consults_other_units_and_waits_for_them_or_their_deadline(session, province, client):
+    from conftest import bearer
+
+    from engine.errors import ConsultationPending
+    ids = province
+    d = receive_at_x(session, ids)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))
+    step = open_step(session, d)
+    asked = dossiers.ask_opinions(session, actor_id=ids["chuyen_vien@SXD"], task_id=step.id,
+                                  unit_codes=["STNMT", "H40.1"], content="Ý kiến về hiện trạng sử dụng đất", days=2,
+                                  now=vn(2026, 11, 2, 14))
+    assert [a.due_at for a in asked] == [vn(2026, 11, 4, 17)] * 2
+    # The consulted units see the request and the dossier; a commune not asked sees neither.
+    assert sees(session, ids, "chuyen_vien@STNMT", d) and not sees(session, ids, "chuyen_vien@H40.2", d)
+    pending = [c["unit_code"] for c in views.pending_consultations(session, load_actor(session, ids["chuyen_vien@STNMT"]))]
+    assert pending == ["STNMT"]
+    with pytest.raises(ConsultationPending):  # the asking step waits for every answer…
+        dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=step.id, now=vn(2026, 11, 3, 9))
+    session.rollback()
+    # Answers: only the consulted unit's own staff; another unit's request answers like a missing one.
+    stnmt = next(a for a in asked if a.unit_id != d.unit_id)
+    denied = client.post(f"/api/v1/consultations/{stnmt.id}/answer", json={"answer": "Đồng ý"},
+                         headers=bearer(client, "chuyen_vien.sxd", PASSWORD))
+    assert denied.status_code == 404
+    mine = client.get("/api/v1/consultations", headers=bearer(client, "chuyen_vien.stnmt", PASSWORD)).get_json()
+    assert [(c["id"], c["dossier_code"]) for c in mine] == [(stnmt.id, d.code)]
+    dossiers.answer_opinion(session, actor_id=ids["chuyen_vien@STNMT"], consultation_id=stnmt.id,
+                            answer="Đất ở, phù hợp quy hoạch", now=vn(2026, 11, 3, 10))
+    with pytest.raises(ConsultationPending):  # …or for the deadline: X has not answered yet
+        dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=step.id, now=vn(2026, 11, 4, 16))
+    session.rollback()
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=step.id, now=vn(2026, 11, 4, 17, 1))
+    # The silent unit is listed for the receiving desk's head; the slip shows every unit asked.
+    late = views.late_consultations(session, [d.unit_id], vn(2026, 11, 5, 9))
+    assert [(c["unit_code"], c["answered_at"]) for c in late] == [("H40.1", None)]
+    rows = [(r.unit, r.result) for r in control_slip(session, d.id) if r.task_id.startswith("consultation-")]
+    assert sorted(rows, key=str) == sorted([("STNMT", "early"), ("H40.1", None)], key=str)
+    with pytest.raises(NotFound):  # a unit that was not asked cannot answer
+        dossiers.answer_opinion(session, actor_id=ids["chuyen_vien@H40.2"], consultation_id=stnmt.id, answer="x")
+
+
+def test_consultation_screens_for_the_consulted_unit_only(session, province, app):
+    import re
+    ids = province
+    d = receive_at_x(session, ids)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))
+    asked, = dossiers.ask_opinions(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                                   unit_codes=["STNMT"], content="Ý kiến về đất", days=3, now=vn(2026, 11, 2, 14))
+    app.config["SESSION_COOKIE_SECURE"] = False
+
+    def login(username):
+        http = app.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/dang-nhap").get_data(as_text=True)).group(1)
+        assert http.post("/dang-nhap", data={"username": username, "password": PASSWORD,
+                                             "csrf_token": token}).status_code == 302
+        return http, token
+    stnmt, token = login("chuyen_vien.stnmt")
+    assert "Ý kiến về đất" in stnmt.get("/hop-thu").get_data(as_text=True)
+    page = stnmt.get(f"/xin-y-kien/{asked.id}")
+    assert page.status_code == 200 and d.code in page.get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    empty = stnmt.post(f"/xin-y-kien/{asked.id}", data={"csrf_token": token, "y-kien": ""})
+    assert empty.status_code == 422 and "Nhập ý kiến của đơn vị." in empty.get_data(as_text=True)
+    assert stnmt.post(f"/xin-y-kien/{asked.id}", data={"csrf_token": token, "y-kien": "Đồng ý"}).status_code == 302
+    for username in ("chuyen_vien.sxd", "chuyen_vien.h40.2", "mot_cua.h40.1"):
+        http, _ = login(username)
+        assert http.get(f"/xin-y-kien/{asked.id}").status_code == 404, username
+
+
+def test_a_late_step_is_the_late_units_on_the_dashboard(session, province, app):
+    """TT 01/2018 index 2 per unit: the department's late step counts against the department, not
+    against the commune that received the dossier."""
+    from engine.reporting import metrics
+    ids = province
+    d = receive_at_x(session, ids)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))                      # on time (2 h)
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 9, 9))                       # due 4/11: late
+    dossiers.complete_task(session, actor_id=ids["lanh_dao@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 9, 10))
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 9, 11))
+    x = session.scalar(select(Unit.id).where(Unit.code == "H40.1"))
+    by_unit = {r["unit_code"]: r for r in metrics.steps_by_unit(session, date(2026, 11, 1), date(2026, 11, 30), [x])}
+    assert (by_unit["SXD"]["steps"], by_unit["SXD"]["late"], by_unit["SXD"]["tt01_i2"]) == (2, 1, 0)
+    assert (by_unit["H40.1"]["steps"], by_unit["H40.1"]["late"], by_unit["H40.1"]["tt01_i2"]) == (2, 0, 1)

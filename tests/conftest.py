@@ -1,10 +1,17 @@
 """Fixtures: every database test runs on SQLite and on the real PostgreSQL, schema from Alembic."""
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import os
 import shutil
+import socket
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -267,3 +274,108 @@ def browser():
             "--disable-component-update", "--disable-sync"])
         yield b
         b.close()
+
+
+# --- a real SMTP server and an HTTP SMS gateway on 127.0.0.1 (notices to the applicant) ------------
+PUBLIC = "https://dichvucong.phutho.gov.vn"
+FROM = "Bộ phận một cửa xã Tân Lạc <motcua@tanlac.phutho.gov.vn>"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every message it accepts; refuses the recipients in `refuse` with 550."""
+
+    def __init__(self):
+        self.messages: list = []
+        self.refuse: set[str] = set()
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            time.sleep(self.delay)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append(msg)
+        return "250 Message accepted for delivery"
+
+    def subjects(self) -> list[str]:
+        return [m["Subject"] for m in self.messages]
+
+
+@pytest.fixture
+def smtp():
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox()
+    port = _free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    box.url = f"smtp://127.0.0.1:{port}"
+    yield box
+    controller.stop()
+
+
+class Gateway:
+    """A brandname SMS gateway: records each POSTed JSON body; answers the statuses in `script` first
+    (then 200)."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.answers: list[int] = []
+        self.script: list[int] = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+
+@pytest.fixture
+def gateway():
+    gw = Gateway()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if gw.delay:
+                time.sleep(gw.delay)
+            with gw.lock:
+                status = gw.script.pop(0) if gw.script else 200
+                gw.received.append({**body, "idempotency_key": self.headers["Idempotency-Key"]})
+                gw.answers.append(status)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"ok": true}' if status == 200 else b'{"error": "x"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    gw.url = f"http://127.0.0.1:{server.server_port}/sms/send"
+    yield gw
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def send(factory, smtp, gateway):
+    """send_pending against the local SMTP server and gateway, at `now`."""
+    def run(now, **kwargs):
+        options = {"smtp_url": smtp.url, "sender": FROM, "sms_url": gateway.url, "public_url": PUBLIC}
+        from engine import notify
+        return notify.send_pending(factory, now=now, **{**options, **kwargs})
+    return run
+
+

@@ -250,3 +250,44 @@ def test_a_late_step_is_the_late_units_on_the_dashboard(session, province, app):
     by_unit = {r["unit_code"]: r for r in metrics.steps_by_unit(session, date(2026, 11, 1), date(2026, 11, 30), [x])}
     assert (by_unit["SXD"]["steps"], by_unit["SXD"]["late"], by_unit["SXD"]["tt01_i2"]) == (2, 1, 0)
     assert (by_unit["H40.1"]["steps"], by_unit["H40.1"]["late"], by_unit["H40.1"]["tt01_i2"]) == (2, 0, 1)
+
+
+def test_end_to_end_commune_department_consultation_and_notices(session, province, send, smtp, gateway):
+    """Issue #13's walk: received at commune X, handed to department S, which consults unit Y, back to
+    X, handed back; the applicant told by e-mail and SMS; who sees what checked at every step."""
+    ids = province
+    people = {"X": "mot_cua@H40.1", "S": "chuyen_vien@SXD", "Y": "chuyen_vien@STNMT", "Z": "chuyen_vien@H40.2"}
+
+    def check(visible: set[str], inbox_of: str | None, d):
+        for who, user in people.items():
+            assert sees(session, ids, user, d) is (who in visible), (who, visible)
+            assert (d.code in inbox_codes(session, ids, user)) is (who == inbox_of), (who, inbox_of)
+        assert not sees(session, ids, "mot_cua@H40.2", d)
+
+    d = receive_at_x(session, ids)
+    check({"X"}, "X", d)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))
+    check({"X", "S"}, "S", d)
+    asked, = dossiers.ask_opinions(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                                   unit_codes=["STNMT"], content="Hiện trạng đất", days=2, now=vn(2026, 11, 2, 14))
+    check({"X", "S", "Y"}, "S", d)
+    assert [c["id"] for c in views.pending_consultations(session, load_actor(session, ids[people["Y"]]))] == [asked.id]
+    dossiers.answer_opinion(session, actor_id=ids["chuyen_vien@STNMT"], consultation_id=asked.id, answer="Đất ở",
+                            now=vn(2026, 11, 3, 9))
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 3, 10))
+    dossiers.complete_task(session, actor_id=ids["lanh_dao@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 4, 9))
+    check({"X", "S", "Y"}, "X", d)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 4, 10))
+    dossiers.return_result(session, actor_id=ids["mot_cua@H40.1"], dossier_code=d.code, now=vn(2026, 11, 4, 14))
+    check({"X", "S", "Y"}, None, d)
+
+    # The applicant was told on receipt and when the result was ready, by e-mail and by SMS.
+    assert send(vn(2026, 11, 4, 15)).sent == 4
+    assert len(smtp.messages) == 2 and all(d.code in m["Subject"] for m in smtp.messages)
+    assert len(gateway.received) == 2 and all(d.code in g["text"] and len(g["text"]) <= 160 for g in gateway.received)
+    # Form 06 names every unit, the consulted one included.
+    assert {r.unit for r in control_slip(session, d.id)} == {"H40.1", "SXD", "STNMT"}

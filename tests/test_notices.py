@@ -6,19 +6,12 @@ Every dossier is received Mon 2/11/2026 09:00 for 1.001612 (3 working days): app
 """
 from __future__ import annotations
 
-import email
-import email.policy
-import json
 import re
-import socket
 import threading
-import time
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
-from conftest import APPLICANT, components_for, open_task, pdf, receive, vn
+from conftest import APPLICANT, FROM, PUBLIC, _free_port, components_for, open_task, pdf, receive, vn
 from sqlalchemy import event, func, select
 
 from engine import clock, dossiers, notify
@@ -28,105 +21,10 @@ from engine.errors import DueDateAlreadyReset, LateSupplementRequest
 from engine.notify import messages, sender
 from engine.store.models import Dossier, HumanTask, Notice
 
-PUBLIC = "https://dichvucong.phutho.gov.vn"
-FROM = "Bộ phận một cửa xã Tân Lạc <motcua@tanlac.phutho.gov.vn>"
 ITEMS = [{"component": "GIAYDENGHI", "problem": "Thiếu chữ ký của chủ hộ"}]
 
 
-# --- a real SMTP server and an HTTP SMS gateway on 127.0.0.1 -------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mailbox:
-    """aiosmtpd handler: keeps every message it accepts; refuses the recipients in `refuse` with 550."""
-
-    def __init__(self):
-        self.messages: list = []
-        self.refuse: set[str] = set()
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return "550 5.1.1 Mailbox unavailable"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.delay:
-            time.sleep(self.delay)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(msg)
-        return "250 Message accepted for delivery"
-
-    def subjects(self) -> list[str]:
-        return [m["Subject"] for m in self.messages]
-
-
-@pytest.fixture
-def smtp():
-    box = Mailbox()
-    port = _free_port()
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    box.url = f"smtp://127.0.0.1:{port}"
-    yield box
-    controller.stop()
-
-
-class Gateway:
-    """A brandname SMS gateway: records each POSTed JSON body; answers the statuses in `script` first
-    (then 200)."""
-
-    def __init__(self):
-        self.received: list[dict] = []
-        self.answers: list[int] = []
-        self.script: list[int] = []
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-
-@pytest.fixture
-def gateway():
-    gw = Gateway()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if gw.delay:
-                time.sleep(gw.delay)
-            with gw.lock:
-                status = gw.script.pop(0) if gw.script else 200
-                gw.received.append({**body, "idempotency_key": self.headers["Idempotency-Key"]})
-                gw.answers.append(status)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}' if status == 200 else b'{"error": "x"}')
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    gw.url = f"http://127.0.0.1:{server.server_port}/sms/send"
-    yield gw
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def send(factory, smtp, gateway):
-    """send_pending against the local SMTP server and gateway, at `now`."""
-    def run(now, **kwargs):
-        options = {"smtp_url": smtp.url, "sender": FROM, "sms_url": gateway.url, "public_url": PUBLIC}
-        return notify.send_pending(factory, now=now, **{**options, **kwargs})
-    return run
+# The SMTP server, the SMS gateway and `send` are fixtures of conftest.py (shared with test_lien_thong).
 
 
 def _notices(session, dossier_id=None) -> list[Notice]:
@@ -192,10 +90,13 @@ def test_each_change_sends_its_notice_by_email_and_sms(session, office, send, sm
     assert _check_sms(gateway.received[-1], code).startswith(
         f"UBND xa Tan Lac: Ho so {code} can bo sung 1 giay to, han 03/12/2026.")
 
-    # The supplement arrives (new appointment Thu 12/11): no notice.
+    # The supplement arrives: the processing time restarts, the applicant is told the new appointment.
     dossiers.deliver_supplement(session, actor_id=office["mot_cua"], dossier_code=code, now=vn(2026, 11, 9, 10),
                                 components=[{"code": "GIAYDENGHI", "filename": "bs.pdf", "content": pdf("bs")}])
-    assert send(vn(2026, 11, 9, 10, 1)).sent == 0
+    assert send(vn(2026, 11, 9, 10, 1)).sent == 2
+    assert "thời hạn giải quyết được tính lại" in smtp.messages[-1].get_content()
+    assert "12/11/2026" in smtp.messages[-1].get_content()
+    assert f"Ho so {code} da nhan du ho so bo sung, hen tra ket qua 17:00 12/11/2026." in _check_sms(gateway.received[-1], code)
 
     # Apology (form 04) signed by the leader, with the new date.
     dossiers.issue_apology(session, actor_id=office["lanh_dao"], dossier_code=code, reason="Cần xác minh với cơ quan thuế",
@@ -221,10 +122,11 @@ def test_each_change_sends_its_notice_by_email_and_sms(session, office, send, sm
 
     # Exactly these, once each, and nothing more on later runs.
     assert send(vn(2026, 11, 20, 9)).sent == 0
-    assert len(smtp.messages) == len(gateway.received) == 4
+    assert len(smtp.messages) == len(gateway.received) == 5
     rows = _notices(session, d.id)
     assert [(n.kind, n.channel) for n in rows] == [
-        (k, c) for k in ("receipt", "supplement_request", "apology", "result_ready") for c in ("email", "sms")]
+        (k, c) for k in ("receipt", "supplement_request", "new_appointment", "apology", "result_ready")
+        for c in ("email", "sms")]
     assert {n.state for n in rows} == {"sent"} and {n.attempts for n in rows} == {1}
     # Each carries its stable id: the e-mail's Message-ID, the gateway's idempotency key.
     assert [m["Message-ID"] for m in smtp.messages] == [f"<{n.uid}@tanlac.phutho.gov.vn>" for n in rows if n.channel == "email"]

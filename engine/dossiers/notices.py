@@ -71,7 +71,15 @@ def due_notices(session: Session, dossier, kinds: list[str], previous_status: st
                                            "new_due_at": _iso(apology.new_due_at)}))
         else:  # the working calendar changed under the dossier (engine/dossiers/calendar_shift.py)
             before = getattr(dossier, "_read", {}).get("due_at")
-            out.append((messages.NEW_APPOINTMENT, {"previous_due_at": _iso(before), "new_due_at": _iso(dossier.due_at)}))
+            out.append((messages.NEW_APPOINTMENT, {"previous_due_at": _iso(before), "new_due_at": _iso(dossier.due_at),
+                                                   "cause": "calendar"}))
+    if "supplement_received" in kinds:
+        # The complete supplement arrived: after a timely request the processing time restarted (L10),
+        # and the applicant is told the new appointment.
+        before = getattr(dossier, "_read", {}).get("due_at")
+        if before is not None and before != dossier.due_at:
+            out.append((messages.NEW_APPOINTMENT, {"previous_due_at": _iso(before), "new_due_at": _iso(dossier.due_at),
+                                                   "cause": "supplement"}))
     if moved and status == REFUSED:
         out.append((messages.REFUSAL, {"reason": dossier.refusal_reason}))
     if moved and status == RESULT_READY:

@@ -19,7 +19,7 @@ from engine import clock
 RECEIPT = "receipt"                        # dossier received, with the appointment (form 01)
 SUPPLEMENT_REQUEST = "supplement_request"  # form 02: the list of documents to supplement
 APOLOGY = "apology"                        # form 04: the apology with the new appointment (L12)
-NEW_APPOINTMENT = "new_appointment"        # the appointment moved by a change of the working calendar
+NEW_APPOINTMENT = "new_appointment"        # a new appointment: the calendar changed, or the supplement restarted the time
 REFUSAL = "refusal"                        # form 03, with the reason
 RESULT_READY = "result_ready"              # the result waits at the desk (L13)
 WITHDRAWAL = "withdrawal"                  # form 05: processing stopped at the applicant's request (L14)
@@ -93,8 +93,10 @@ def email(kind: str, facts: Facts, public_url: str) -> tuple[str, str]:
                  f"Ngày hẹn trả kết quả mới: {_dt(p.get('new_due_at'))}"]
     elif kind == NEW_APPOINTMENT:
         subject = f"Hồ sơ {code}: thay đổi ngày hẹn trả kết quả — {_dt(p.get('new_due_at'))}"
-        lines = ["Do thay đổi lịch làm việc của cơ quan nhà nước, ngày hẹn trả kết quả hồ sơ của Ông/Bà "
-                 "được điều chỉnh.", "",
+        lines = [("Cơ quan đã nhận đủ hồ sơ bổ sung của Ông/Bà; thời hạn giải quyết được tính lại từ ngày nhận."
+                  if p.get("cause") == "supplement" else
+                  "Do thay đổi lịch làm việc của cơ quan nhà nước, ngày hẹn trả kết quả hồ sơ của Ông/Bà "
+                  "được điều chỉnh."), "",
                  f"Thủ tục: {facts.procedure}", f"Mã hồ sơ: {code}",
                  f"Ngày hẹn trả kết quả trước đây: {_dt(p.get('previous_due_at'))}",
                  f"Ngày hẹn trả kết quả mới: {_dt(p.get('new_due_at'))}"]
@@ -155,7 +157,9 @@ def sms(kind: str, facts: Facts, public_url: str) -> str:
         core = f"Ho so {code} cham hen, xin loi ong/ba. Hen tra moi {_dt(p.get('new_due_at'))}."
         reason = p.get("reason") or ""
     elif kind == NEW_APPOINTMENT:
-        core = f"Ho so {code} doi hen tra ket qua sang {_dt(p.get('new_due_at'))} do thay doi lich nghi."
+        core = (f"Ho so {code} da nhan du ho so bo sung, hen tra ket qua {_dt(p.get('new_due_at'))}."
+                if p.get("cause") == "supplement" else
+                f"Ho so {code} doi hen tra ket qua sang {_dt(p.get('new_due_at'))} do thay doi lich nghi.")
     elif kind == REFUSAL:
         core = f"Ho so {code} bi tu choi giai quyet."
         reason = p.get("reason") or ""

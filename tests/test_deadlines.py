@@ -20,7 +20,7 @@ from engine import dossiers
 from engine.access.actors import load_actor
 from engine.dossiers import timers
 from engine.errors import DossierClosed, LateSupplementRequest
-from engine.reporting import deadlines, metrics, views
+from engine.reporting import deadlines, lists, metrics, views
 from engine.reporting.counters import classify
 from engine.store.models import AuditEvent, Dossier, SupplementRequest
 
@@ -272,9 +272,10 @@ def test_one_definition_of_overdue_in_the_sweep_the_counters_the_dashboard_and_t
     assert report.dossiers_overdue == 1
     session.expire_all()
     actor = load_actor(session, office["mot_cua"])
-    assert views.queue_counts(session, actor, now)["overdue"] == 1
-    lists = metrics.due_soon(session, [paused.unit_id], now)
-    assert [d.code for d in lists["overdue"]] == [late.code] and [d.code for d in lists["due_soon"]] == [today.code]
+    assert lists.counts(session, actor, now)["qua-han"] == 1
+    today_lists = metrics.due_soon(session, [paused.unit_id], now)
+    assert [d.code for d in today_lists["overdue"]] == [late.code]
+    assert [d.code for d in today_lists["due_soon"]] == [today.code]
     from engine import clock
     with clock.frozen(now):
         head = metrics.summary(session, date(2026, 11, 1), date(2026, 11, 30))

@@ -18,7 +18,7 @@ from test_deadlines import TABLE, do
 from engine import clock
 from engine.access.actors import load_actor
 from engine.errors import DomainError
-from engine.reporting import counters, deadlines, metrics, views
+from engine.reporting import counters, deadlines, lists, metrics, views
 from engine.store.models import OPEN_STATUSES, DailyCount, Dossier
 
 NOW = vn(2026, 12, 16, 10)
@@ -86,7 +86,7 @@ def test_every_surface_shows_the_same_figures_for_a_generated_year(session, offi
 
     # The header counters, today's list, the dossier API.
     actor = load_actor(session, office["mot_cua"])
-    assert views.queue_counts(session, actor, NOW)["overdue"] == len(overdue)
+    assert lists.counts(session, actor, NOW)["qua-han"] == len(overdue)
     assert sorted(d.code for d in metrics.due_soon(session, [rows[0].unit_id], NOW)["overdue"]) == overdue
     with clock.frozen(NOW):
         assert sorted(d.code for d in open_rows if views.dossier_view(session, d.code)["overdue"]) == overdue

@@ -291,3 +291,112 @@ def test_end_to_end_commune_department_consultation_and_notices(session, provinc
     assert len(gateway.received) == 2 and all(d.code in g["text"] and len(g["text"]) <= 160 for g in gateway.received)
     # Form 06 names every unit, the consulted one included.
     assert {r.unit for r in control_slip(session, d.id)} == {"H40.1", "SXD", "STNMT"}
+
+
+# --- cases a review found (each failed on b2de0eb) --------------------------------------------------
+def _at_sxd(session, ids):
+    d = receive_at_x(session, ids)
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 2, 10))
+    return d
+
+
+def _publish(session, xml):
+    v, _ = catalog.submit_version(session, actor_id=None, procedure_code=CODE, bpmn=xml)
+    catalog.publish_version(session, actor_id=None, procedure_code=CODE, number=v.number,
+                            effective_from=date(2026, 11, 2))
+    session.commit()
+    return v
+
+
+def test_refusal_and_apology_are_signed_by_the_leader_of_the_unit_holding_the_dossier(session, province):
+    ids = province
+    ids["lanh_dao@H40.1"] = directory.add_user(session, "ld.x", PASSWORD, [("H40.1", "lanh_dao")]).id
+    session.commit()
+    d = _at_sxd(session, ids)
+    with pytest.raises(NotAllowed):  # the commune's leader cannot end what the department is deciding
+        dossiers.refuse_dossier(session, actor_id=ids["lanh_dao@H40.1"], dossier_code=d.code, reason="Không đủ",
+                                now=vn(2026, 11, 3, 9))
+    session.rollback()
+    # The department's leader signs the apology the commune's desk records, and may refuse.
+    dossiers.issue_apology(session, actor_id=ids["mot_cua@H40.1"], dossier_code=d.code, reason="Chờ xác minh",
+                           new_due_at=vn(2026, 11, 16, 17), signed_by_id=ids["lanh_dao@SXD"], now=vn(2026, 11, 3, 9))
+    dossiers.refuse_dossier(session, actor_id=ids["lanh_dao@SXD"], dossier_code=d.code, reason="Không đủ điều kiện",
+                            now=vn(2026, 11, 4, 9))
+    session.expire_all()
+    assert session.get(Dossier, d.id).status == "refused"
+
+
+def test_consultations_close_with_the_dossier(session, province):
+    from engine.errors import DomainError
+    ids = province
+    d = _at_sxd(session, ids)
+    asked, = dossiers.ask_opinions(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                                   unit_codes=["STNMT"], content="Hiện trạng đất", days=2, now=vn(2026, 11, 2, 14))
+    dossiers.withdraw_dossier(session, actor_id=ids["mot_cua@H40.1"], dossier_code=d.code, reason="rút",
+                              now=vn(2026, 11, 2, 15))
+    assert views.pending_consultations(session, load_actor(session, ids["chuyen_vien@STNMT"])) == []
+    assert views.late_consultations(session, [d.unit_id], vn(2026, 11, 10, 9)) == []
+    with pytest.raises(DomainError):
+        dossiers.answer_opinion(session, actor_id=ids["chuyen_vien@STNMT"], consultation_id=asked.id, answer="x",
+                                now=vn(2026, 11, 9, 9))
+
+
+def test_a_parent_lane_at_a_unit_without_parent_is_refused_at_reception(session, province):
+    from engine.errors import ProcedureNotAccepting
+    mc = directory.add_user(session, "mc.t40", PASSWORD, [("T40", "mot_cua")]).id
+    _publish(session, lien_thong_bpmn("@parent", "Process_parent"))
+    with pytest.raises(ProcedureNotAccepting):
+        dossiers.receive_dossier(session, actor_id=mc, procedure_code=CODE, channel="counter", applicant=APPLICANT,
+                                 components=[{"code": "DON", "filename": "d.pdf", "content": pdf("d")}],
+                                 now=vn(2026, 11, 3, 9))
+
+
+def test_a_timer_inside_the_department_is_no_hand_off(session, factory, province):
+    from engine.dossiers import timers
+    ids = province
+    lanes = [("Lane_mc", "MC", "mot_cua", "@receiving"), ("Lane_cv", "CV", "chuyen_vien", "SXD"),
+             ("Lane_ld", "LD", "lanh_dao", "SXD")]
+    nodes = [Node("S", "startEvent", "s", "Lane_mc", 0), Node("T1", "userTask", "X1", "Lane_mc", 1, {"duration": "PT2H"}),
+             Node("T2", "userTask", "S1", "Lane_cv", 2, {"duration": "P1D"}),
+             Node("W", "intermediateCatchEvent", "w", "Lane_cv", 3, timer=("timeDuration", '"PT2H"')),
+             Node("T3", "userTask", "S2", "Lane_ld", 4, {"duration": "P1D"}),
+             Node("T4", "userTask", "X2", "Lane_mc", 5, {"duration": "PT2H"}), Node("E", "endEvent", "e", "Lane_mc", 6)]
+    chain = ["S", "T1", "T2", "W", "T3", "T4", "E"]
+    _publish(session, render(Process("P_t", "t", lanes, nodes,
+                                     [Flow(f"F{i}", a, b) for i, (a, b) in enumerate(zip(chain, chain[1:]))])))
+    d = _at_sxd(session, ids)
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 3, 9))
+    session.commit()
+    assert timers.run_once(factory, vn(2026, 11, 3, 15)).timers_fired == 1
+    session.expire_all()
+    got = [(e.data["from_unit"], e.data["to_unit"], e.step) for e in session.scalars(
+        select(AuditEvent).where(AuditEvent.dossier_id == d.id, AuditEvent.kind == "handed_off").order_by(AuditEvent.seq))]
+    assert got == [("H40.1", "SXD", "T2")]
+
+
+def test_a_migration_that_would_move_an_open_step_to_another_unit_is_refused(session, province):
+    from engine.dossiers.migration import migrate_dossiers
+    admin = directory.add_user(session, "adm", PASSWORD, [("T40", "admin")]).id
+    d = _at_sxd(session, province)
+    v2 = _publish(session, lien_thong_bpmn("@parent"))
+    verdict, = migrate_dossiers(session, actor_id=admin, procedure_code=CODE, to_number=v2.number, dry_run=False,
+                                now=vn(2026, 11, 2, 15))
+    assert not verdict.moved and any("would move from unit SXD to T40" in r for r in verdict.reasons)
+    assert open_step(session, d).unit_id == session.scalar(select(Unit.id).where(Unit.code == "SXD"))
+
+
+def test_the_official_index_2_scores_each_unit_on_its_own_steps(session, province):
+    from engine.reporting import metrics
+    ids = province
+    d = _at_sxd(session, ids)
+    dossiers.complete_task(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 9, 9))  # late
+    dossiers.complete_task(session, actor_id=ids["lanh_dao@SXD"], task_id=open_step(session, d).id, now=vn(2026, 11, 9, 10))
+    dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
+                           now=vn(2026, 11, 9, 11))
+
+    def i2(unit):
+        return metrics.summary(session, date(2026, 11, 1), date(2026, 11, 30), unit_code=unit)["tt01"]["indices"]["i2"]
+    assert (i2("H40.1"), i2("SXD")) == (1.0, 0.0)

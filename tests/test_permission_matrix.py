@@ -45,10 +45,12 @@ REVIEWED_POLICY = {
     "dossier.receive": (Rule(("mot_cua",), "own"),),
     "dossier.view": (Rule(None, "own"), Rule(("admin", "manager"), "oversight"), Rule(None, "involved")),
     "task.complete": (Rule(None, "task"),),
+    "task.assign": (Rule(("lanh_dao_phong", "lanh_dao"), "own"),),
+    "task.claim": (Rule(None, "step"),),
     "supplement.deliver": (Rule(("mot_cua",), "own"),),
-    "apology.issue": (Rule(("mot_cua", "lanh_dao"), "own"),),
-    "apology.sign": (Rule(("lanh_dao",), "own"),),
-    "dossier.refuse": (Rule(("lanh_dao",), "own"),),
+    "apology.issue": (Rule(("mot_cua",), "own"), Rule(("lanh_dao",), "holding")),
+    "apology.sign": (Rule(("lanh_dao",), "holding"),),
+    "dossier.refuse": (Rule(("lanh_dao",), "holding"),),
     "consultation.answer": (Rule(("chuyen_vien", "lanh_dao_phong", "lanh_dao"), "own"),),
     "dossier.withdraw": (Rule(("mot_cua",), "own"),),
     "result.return": (Rule(("mot_cua",), "own"),),
@@ -63,16 +65,19 @@ REVIEWED_POLICY = {
 
 
 def expected(permission: str, role: str, relation: str, step_role: str | None = None) -> bool:
-    """May a user holding `role` in the unit at `relation` to X do `permission` on a thing of X?
-    For task.complete, `step_role` is the role of the open step (in X)."""
+    """May a user holding `role` in the unit at `relation` to X do `permission` on a thing of X? (HOLDING
+    rules: the world's dossiers are held at X — the step units of liên thông are tests/test_lien_thong.py's.)
+    For task.complete and task.claim, `step_role` is the role of the step (in X)."""
     own = relation == "own"                          # OWN
     own_or_above = relation in ("own", "parent")     # OVERSIGHT
     if permission == "dossier.receive":
         return own and role == "mot_cua"
     if permission == "dossier.view":
         return own or (own_or_above and role in ("admin", "manager"))
-    if permission == "task.complete":
+    if permission in ("task.complete", "task.claim"):   # claim: STEP, whoever holds the step
         return own and role == step_role
+    if permission == "task.assign":                     # a head of the step's unit
+        return own and role in ("lanh_dao_phong", "lanh_dao")
     if permission in ("supplement.deliver", "dossier.withdraw", "result.return"):
         return own and role == "mot_cua"
     if permission == "apology.issue":
@@ -104,6 +109,7 @@ class World:
     open_code: str        # received at X, its first step (mot_cua) open
     closed_code: str      # withdrawn
     tasks: dict[str, str]  # step role → the id of an open step with that role (each on its own dossier at X)
+    done: dict[str, str]   # step role → the id of a completed step with that role, on an open dossier at X
 
 
 def open_step(session, code: str) -> tuple[str, str]:
@@ -128,13 +134,14 @@ def build_world(session) -> World:
                                         channel="counter", applicant=APPLICANT, components=components_for("1.001612"),
                                         now=at).code
 
-    tasks, codes = {}, []
+    tasks, done, codes = {}, {}, []
     for depth, role in enumerate(STEP_ROLES):
         code = receive()
         for step, done_by in enumerate(STEP_ROLES[:depth], 1):
             task_id, _ = open_step(session, code)
             dossiers.complete_task(session, actor_id=ids[done_by, "own"], task_id=task_id, data={"decision": "approve"},
                                    now=at + timedelta(minutes=10 * step))
+            done[done_by] = task_id
         task_id, step_role = open_step(session, code)
         assert step_role == role, (code, step_role, role)
         tasks[role] = task_id
@@ -143,7 +150,7 @@ def build_world(session) -> World:
     dossiers.withdraw_dossier(session, actor_id=ids["mot_cua", "own"], dossier_code=closed, reason="Công dân rút hồ sơ",
                               now=at + timedelta(minutes=5))
     session.commit()
-    return World(open_code=codes[0], closed_code=closed, tasks=tasks)
+    return World(open_code=codes[0], closed_code=closed, tasks=tasks, done=done)
 
 
 def snapshot(session):
@@ -205,6 +212,14 @@ API_CHECKS = [
     *[Check("API", "task.complete", f"POST /api/v1/tasks/{{{role} step}}/complete (unknown decision)",
             api("POST", lambda w, role=role: f"/api/v1/tasks/{w.tasks[role]}/complete", {"data": {"decision": "khong-co"}}),
             422, step_role=role, writes=True) for role in STEP_ROLES],  # no dossier look-up first: 403 for all others
+    # phân công: a head meets the refusal of an assignee who does not exist (422); claiming a completed step
+    # meets 409 — the step's role and unit are checked before its state (no completed van_thu step exists)
+    Check("API", "task.assign", "POST /api/v1/tasks/{chuyen_vien step}/assign (no such assignee)",
+          api("POST", lambda w: f"/api/v1/tasks/{w.tasks['chuyen_vien']}/assign", {"assignee_id": 999999}), 422,
+          "dossier", writes=True),
+    *[Check("API", "task.claim", f"POST /api/v1/tasks/{{completed {role} step}}/claim",
+            api("POST", lambda w, role=role: f"/api/v1/tasks/{w.done[role]}/claim"), 409, "dossier", step_role=role,
+            writes=True) for role in STEP_ROLES[:-1]],
     # the open dossier awaits no supplement → 409
     Check("API", "supplement.deliver", "POST /api/v1/dossiers/{open}/supplements",
           api("POST", lambda w: f"/api/v1/dossiers/{w.open_code}/supplements", {"components": []}), 409, "dossier",
@@ -253,6 +268,13 @@ HTML_ACTION_CHECKS = [
     *[Check("HTML", "task.complete", f"POST /cong-viec/{{{role} step}} (unknown decision)",
             html_post(lambda w, role=role: f"/cong-viec/{w.tasks[role]}", decision="khong-co"),
             422, "dossier", step_role=role, writes=True) for role in STEP_ROLES],
+    # a refused assignment goes back to the page it came from (303) with the reason, and changes nothing
+    Check("HTML", "task.assign", "POST /cong-viec/{chuyen_vien step}/phan-cong (no such assignee)",
+          html_post(lambda w: f"/cong-viec/{w.tasks['chuyen_vien']}/phan-cong", **{"nguoi-nhan": "999999"}),
+          303, "dossier", writes=True),
+    *[Check("HTML", "task.claim", f"POST /cong-viec/{{completed {role} step}}/nhan-viec",
+            html_post(lambda w, role=role: f"/cong-viec/{w.done[role]}/nhan-viec"), 303, "dossier", step_role=role,
+            writes=True) for role in STEP_ROLES[:-1]],
     Check("HTML", "supplement.deliver", "POST /ho-so/{open}/bo-sung (awaits no supplement)",
           html_post(lambda w: f"/ho-so/{w.open_code}/bo-sung", note=""), 422, "dossier", writes=True),
     Check("HTML", "apology.issue", "POST /ho-so/{withdrawn}/xin-loi",

@@ -11,7 +11,7 @@ from engine import clock
 from engine.access import policy
 from engine.access.actors import Actor, load_actor
 from engine.errors import DomainError, InvalidInput, NotAllowed, NotFound
-from engine.reporting import views
+from engine.reporting import lists, views
 from engine.store import files
 from engine.store.models import Dossier
 
@@ -42,13 +42,14 @@ def staff_required(view):
 def inject():
     actor = g.get("actor")
     now = clock.now()
-    counts = views.queue_counts(db.session(), actor, now) if actor else None
+    counts = lists.counts(db.session(), actor, now) if actor else None
 
-    def can(permission: str, unit_id: int | None = None) -> bool:
-        """For templates: may the current user do `permission` (in `unit_id`, or somewhere)?"""
+    def can(permission: str, unit_id: int | None = None, dossier=None) -> bool:
+        """For templates: may the current user do `permission` (in `unit_id` — on `dossier` for the rules
+        that follow who holds it — or somewhere)?"""
         if unit_id is None:
             return policy.can_somewhere(actor, permission)
-        return policy.can(actor, permission, unit_id, session=db.session())
+        return policy.can(actor, permission, unit_id, session=db.session(), dossier=dossier)
 
     return {"i18n": i18n, "actor": actor, "counts": counts, "now": now, "can": can,
             "can_complete": lambda task: policy.can(actor, "task.complete", task=task),

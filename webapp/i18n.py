@@ -50,6 +50,7 @@ ERROR = {
     "consultation_pending": "Bước này đang chờ ý kiến của đơn vị được hỏi; chỉ chuyển tiếp được khi các đơn vị đã "
                             "trả lời hoặc đã hết hạn xin ý kiến.",
     "consultation_answered": "Yêu cầu xin ý kiến này đã được trả lời.",
+    "task_taken": "Bước này đã được giao cho người khác; chỉ Lãnh đạo đơn vị mới phân công lại được.",
     "district_level_abolished": "Cấp huyện đã kết thúc hoạt động từ ngày 01/07/2025: chuyển thủ tục sang cấp xã hoặc "
                                 "cấp tỉnh trước khi công bố phiên bản có hiệu lực sau ngày này.",
 }

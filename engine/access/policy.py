@@ -6,8 +6,12 @@ A rule grants a permission to holders of some roles within a scope:
 - OVERSIGHT: a role held in that unit or in any unit above it (a province's managers see its communes);
 - ANYWHERE: a role held in any unit (catalog and process administration are not per unit);
 - TASK: the task's own role in the task's own unit — and, once assigned, only its assignee;
+- STEP: the task's own role in the task's own unit, whoever it is assigned to (who may claim a step, or be
+  assigned it);
 - INVOLVED: any role held in a unit that holds or held a step of the dossier (liên thông: a department
-  deciding a dossier a commune received sees that dossier, never the commune's others).
+  deciding a dossier a commune received sees that dossier, never the commune's others);
+- HOLDING: a role held in the unit that holds the dossier now — the unit of an open step, or the
+  receiving unit when no step is open (the deciding agency's leader signs forms 03 and 04).
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from engine.access.actors import Actor
 from engine.access.directory import unit_chain, units_under
 from engine.errors import NotAllowed, NotFound
 
-OWN, OVERSIGHT, ANYWHERE, TASK, INVOLVED = "own", "oversight", "anywhere", "task", "involved"
+OWN, OVERSIGHT, ANYWHERE, TASK, INVOLVED, STEP = "own", "oversight", "anywhere", "task", "involved", "step"
+HOLDING = "holding"
 ANY_ROLE = None
 
 MOT_CUA, CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO, VAN_THU = "mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"
@@ -38,10 +43,13 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "dossier.receive": (Rule((MOT_CUA,), OWN),),
     "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT), Rule(ANY_ROLE, INVOLVED)),
     "task.complete": (Rule(ANY_ROLE, TASK),),
+    # phân công: a head of the step's unit assigns (or reassigns) a step; a holder of its role claims it
+    "task.assign": (Rule((LANH_DAO_PHONG, LANH_DAO), OWN),),
+    "task.claim": (Rule(ANY_ROLE, STEP),),
     "supplement.deliver": (Rule((MOT_CUA,), OWN),),
-    "apology.issue": (Rule((MOT_CUA, LANH_DAO), OWN),),   # the desk records one a leader signed
-    "apology.sign": (Rule((LANH_DAO,), OWN),),
-    "dossier.refuse": (Rule((LANH_DAO,), OWN),),
+    "apology.issue": (Rule((MOT_CUA,), OWN), Rule((LANH_DAO,), HOLDING)),   # the desk records one a leader signed
+    "apology.sign": (Rule((LANH_DAO,), HOLDING),),
+    "dossier.refuse": (Rule((LANH_DAO,), HOLDING),),
     # the consulted unit's specialists and leaders answer a request for their opinion (L8)
     "consultation.answer": (Rule((CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO), OWN),),
     "dossier.withdraw": (Rule((MOT_CUA,), OWN),),
@@ -59,6 +67,7 @@ POLICY: dict[str, tuple[Rule, ...]] = {
 
 _ACTIONS = {  # what the refusal says was attempted
     "dossier.receive": "receive a dossier", "dossier.view": "see this dossier", "task.complete": "complete this step",
+    "task.assign": "assign a step", "task.claim": "claim this step",
     "supplement.deliver": "record a supplement", "apology.issue": "issue an apology",
     "apology.sign": "sign an apology", "dossier.refuse": "refuse a dossier",
     "consultation.answer": "answer a request for an opinion",
@@ -84,10 +93,15 @@ def can(actor: Actor | None, permission: str, unit_id: int | None = None, *, ses
         if rule.scope == ANYWHERE:
             if any(_role_ok(rule, role) for _, role in actor.grants):
                 return True
-        elif rule.scope == TASK:
+        elif rule.scope in (TASK, STEP):
             if task is not None and actor.holds(task.role, task.unit_id) and \
-                    (task.assignee_id is None or task.assignee_id == actor.id):
+                    (rule.scope == STEP or task.assignee_id is None or task.assignee_id == actor.id):
                 return True
+        elif rule.scope == HOLDING:
+            if dossier is not None and session is not None:
+                held = {unit for unit, role in actor.grants if _role_ok(rule, role)}
+                if held and held & holding_units(session, dossier):
+                    return True
         elif rule.scope == INVOLVED:
             if dossier is not None and session is not None:
                 held = {unit for unit, role in actor.grants if _role_ok(rule, role)}
@@ -106,8 +120,8 @@ def can(actor: Actor | None, permission: str, unit_id: int | None = None, *, ses
 
 
 def require(actor: Actor | None, permission: str, unit_id: int | None = None, *, session: Session | None = None,
-            task=None) -> None:
-    if not can(actor, permission, unit_id, session=session, task=task):
+            task=None, dossier=None) -> None:
+    if not can(actor, permission, unit_id, session=session, task=task, dossier=dossier):
         raise NotAllowed(_refusal(actor, permission, task))
 
 
@@ -116,10 +130,23 @@ def _refusal(actor, permission: str, task) -> str:
         if actor is not None and task.assignee_id is not None and actor.holds(task.role, task.unit_id):
             return f"step '{task.name}' is assigned to another user"
         return f"complete step '{task.name}': requires role {task.role} in the step's unit"
+    if permission == "task.claim" and task is not None:
+        return f"claim step '{task.name}': requires role {task.role} in the step's unit"
     roles = sorted({r for rule in POLICY[permission] if rule.roles for r in rule.roles})
-    where = {OWN: "in the unit", OVERSIGHT: "in the unit or above it", ANYWHERE: ""}
+    where = {OWN: "in the unit", OVERSIGHT: "in the unit or above it", ANYWHERE: "",
+             HOLDING: "in the unit that holds the dossier"}
     scope = next((where.get(rule.scope, "") for rule in POLICY[permission]), "")
     return f"{_ACTIONS[permission]}: requires role {' or '.join(roles) or 'any'} {scope}".strip()
+
+
+def holding_units(session: Session, dossier) -> set[int]:
+    """The units of the dossier's open steps, or its receiving unit when none is open."""
+    from sqlalchemy import select
+
+    from engine.store.models import HumanTask
+    units = set(session.scalars(select(HumanTask.unit_id).where(
+        HumanTask.dossier_id == dossier.id, HumanTask.completed_at.is_(None)).distinct()))
+    return units or {dossier.unit_id}
 
 
 def involved_units(session: Session, dossier_id: int) -> set[int]:

@@ -5,6 +5,7 @@ import hashlib
 import re
 import tomllib
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from engine.access import policy
 from engine.access.actors import load_actor
 from engine.catalog.calendar import load_calendar
 from engine.errors import BpmnInvalid, Conflict, InvalidInput, NotFound, ProcedureNotAccepting, VersionImmutable
-from engine.store.db import write_transaction
+from engine.store.db import PendingChanges, write_transaction
 from engine.store.models import (
     LEVELS,
     ONLINE_LEVELS,
@@ -121,15 +122,89 @@ def _as_date(value) -> date | None:
         raise InvalidInput(f"'{value}' is not a date (YYYY-MM-DD)", errors={"date": str(value)}) from None
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A validation done before the write transaction, with what it was checked against."""
+
+    result: validation.Result
+    basis: tuple
+
+
+def _validation_basis(session: Session, statutory_days: int | None) -> tuple:
+    """What a version's validation depends on besides the file: the procedure's statutory time, the roles,
+    the units and the working calendar (validation reads the length of its working day)."""
+    return statutory_days, frozenset(known_roles(session)), frozenset(known_units(session)), load_calendar(session)
+
+
+def _validate(bpmn: str | bytes, basis: tuple) -> validation.Result:
+    statutory_days, roles, units, calendar = basis
+    return validation.validate(bpmn, statutory_days, set(roles), calendar, set(units))
+
+
+def _check_outside_transaction(session: Session, actor_id: int | None, procedure_code: str,
+                               bpmn: str | bytes) -> _Checked:
+    """Authorize and validate a BPMN before the use case's write transaction begins: validation takes up
+    to a second or so on the largest accepted file, and SQLite's write lock (BEGIN IMMEDIATE) must not be
+    held meanwhile (a concurrent login would wait, then fail with "database is locked"). The reads end
+    (rolled back, as `begin_write` would) before validating; `_add_version` checks, inside the write
+    transaction, that nothing it was validated against has changed since (validating again if it has)."""
+    _refuse_pending(session)
+    if actor_id is not None:
+        policy.require(load_actor(session, actor_id), "process.design", session=session)
+    basis = _validation_basis(session, get_procedure(session, procedure_code).statutory_days)
+    session.rollback()  # end the read transaction: validation holds no database state
+    return _Checked(_validate(bpmn, basis), basis)
+
+
+def _refuse_pending(session: Session) -> None:
+    """As `begin_write` would, before the reads that precede it (which would otherwise autoflush)."""
+    if session.in_transaction() and (session.new or session.deleted
+                                     or any(session.is_modified(o) for o in session.dirty)):
+        raise PendingChanges("commit or roll back the session's own changes before calling a use case")
+
+
+def _check_files(session: Session, directory: Path, actor_id: int | None) -> dict[tuple, _Checked]:
+    """`load_processes`' validations, before its write transaction: for each BPMN file its procedure does
+    not have yet ((code, sha256 of the text)), validated against the statutory time procedure.toml gives."""
+    _refuse_pending(session)
+    if actor_id is not None:
+        policy.require(load_actor(session, actor_id), "catalog.manage", session=session)
+    stored = {(code, sha) for code, sha in session.execute(
+        select(Procedure.code, ProcedureVersion.bpmn_sha256)
+        .join(ProcedureVersion, ProcedureVersion.procedure_id == Procedure.id))}
+    todo = []
+    for toml_path in sorted(Path(directory).glob("*/procedure.toml")):
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        days = data.get("statutory_days")
+        if not isinstance(days, int) or isinstance(days, bool):
+            continue  # _put_procedure refuses it, inside
+        for entry in data.get("versions", []):
+            xml = (toml_path.parent / entry["file"]).read_text(encoding="utf-8")
+            sha = hashlib.sha256(xml.encode("utf-8")).hexdigest()
+            if (data.get("code"), sha) not in stored:
+                todo.append(((data.get("code"), sha), xml, days))
+    if not todo:
+        return {}
+    _, roles, units, calendar = _validation_basis(session, None)
+    session.rollback()
+    checked = {}
+    for key, xml, days in todo:
+        basis = (days, roles, units, calendar)
+        checked[key] = _Checked(_validate(xml, basis), basis)
+    return checked
+
+
 def _add_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
-                 notes: str = "") -> tuple[ProcedureVersion, list]:
-    """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable."""
+                 notes: str = "", checked: _Checked | None = None) -> tuple[ProcedureVersion, list]:
+    """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable.
+    With `checked` (validated before the transaction) the file is validated again only if the procedure's
+    statutory time, the roles, the units or the working day changed in between."""
     proc = get_procedure(session, procedure_code)
-    calendar = load_calendar(session)
-    result = validation.validate(bpmn_xml, proc.statutory_days, known_roles(session), calendar, known_units(session))
+    basis = _validation_basis(session, proc.statutory_days)
+    result = checked.result if checked is not None and checked.basis == basis else _validate(bpmn_xml, basis)
     if not result.valid:
         raise BpmnInvalid("the BPMN is not executable", [p.as_dict() for p in result.problems])
-    xml_text = bpmn_xml.decode("utf-8") if isinstance(bpmn_xml, bytes) else bpmn_xml
+    xml_text = result.text  # decoded per its BOM or XML declaration (UTF-16, ISO-8859-1… stored as text)
     parsed = result.parsed
     if session.get(ProcessSpec, parsed.spec_hash) is None:
         session.add(ProcessSpec(hash=parsed.spec_hash, serializer_version=SERIALIZER_VERSION, spec_json=parsed.spec_json))
@@ -227,12 +302,13 @@ def load_processes(session: Session, directory: Path, *, actor_id: int | None) -
     """Load every <code>/procedure.toml (+ its BPMN versions). Idempotent: an unchanged BPMN is not
     stored twice and a published version is never altered. Returns what was done, line by line."""
     report: list[str] = []
+    checked = _check_files(session, directory, actor_id)  # validated before the write transaction
     with _catalog_change(session, actor_id, "catalog.manage"):
-        _load(session, directory, report)
+        _load(session, directory, report, checked)
     return report
 
 
-def _load(session: Session, directory: Path, report: list[str]) -> None:
+def _load(session: Session, directory: Path, report: list[str], checked: dict[tuple, _Checked]) -> None:
     for toml_path in sorted(Path(directory).glob("*/procedure.toml")):
         data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
         proc = _put_procedure(session, data)
@@ -243,7 +319,7 @@ def _load(session: Session, directory: Path, report: list[str]) -> None:
             sha = hashlib.sha256(xml.encode("utf-8")).hexdigest()
             version = existing.get(sha)
             if version is None:
-                version, _problems = _add_version(session, proc.code, xml, entry.get("notes", ""))
+                version, _problems = _add_version(session, proc.code, xml, entry.get("notes", ""), checked.get((proc.code, sha)))
                 report.append(f"{proc.code}: stored {entry['file']} as version {version.number}")
             if version.status == "draft" and entry.get("effective_from"):
                 _publish(session, proc.code, version.number, _as_date(entry["effective_from"]))
@@ -285,9 +361,13 @@ def create_procedure(session: Session, *, actor_id: int | None, data: dict) -> P
 
 def submit_version(session: Session, *, actor_id: int | None, procedure_code: str, bpmn: str | bytes,
                    notes: str = "") -> tuple[ProcedureVersion, list]:
-    """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable."""
+    """Validate and store a new draft version. Raises BpmnInvalid (with every problem) if not executable.
+    The file is validated before the write transaction begins (`_check_outside_transaction`)."""
+    checked = _check_outside_transaction(session, actor_id, procedure_code, bpmn)
+    if not checked.result.valid:  # refused without taking the write lock at all
+        raise BpmnInvalid("the BPMN is not executable", [p.as_dict() for p in checked.result.problems])
     with _catalog_change(session, actor_id, "process.design"):
-        version, problems = _add_version(session, procedure_code, bpmn, notes)
+        version, problems = _add_version(session, procedure_code, bpmn, notes, checked)
     return version, problems
 
 

@@ -154,6 +154,14 @@ def cancel_tasks(session: Session, dossier_id: int, now, task_ids: list[str] | N
     session.connection().execute(stmt.values(completed_at=now, cancelled=True))
 
 
+def last_step_unit(session: Session, dossier_id: int) -> int | None:
+    """The unit of the dossier's most recently completed step."""
+    return session.connection().execute(
+        select(TASKS.c.unit_id).where(TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_not(None),
+                                      TASKS.c.cancelled.is_(False))
+        .order_by(TASKS.c.completed_at.desc()).limit(1)).scalar()
+
+
 def late_open_tasks(session: Session, dossier_id: int, now) -> list[Record]:
     rows = session.connection().execute(select(TASKS).where(
         TASKS.c.dossier_id == dossier_id, TASKS.c.completed_at.is_(None), TASKS.c.late.is_(False), TASKS.c.due_at < now))

@@ -47,6 +47,7 @@ class DossierChange:
         self.dossier = dossier
         self.unit_id = unit_id if dossier is None else dossier.unit_id
         self.task: Record | None = None
+        self.sender_unit: int | None = None  # set when the work comes from a unit other than a step's
         self.on_duplicate: DomainError | None = None
         self._facts = counters.facts_of(dossier) if dossier is not None else Counter()
         self._status = dossier.status if dossier is not None else None
@@ -145,14 +146,14 @@ class DossierChange:
         ready = inst.ready_user_tasks()
         start = max(self.now, d.handed_on_at)
         created = []
-        handed_from = self.task.unit_id if self.task is not None else d.unit_id
+        handed_from = self._handed_from(open_rows)
         for info in ready:
             if info.id in open_rows:
                 continue
             step = meta["steps"].get(info.spec_name, {})
             started, due = (deadlines or {}).get(info.spec_name) or \
                 (start, cal.add_duration(start, step.get("duration") or "PT0H"))
-            unit_id = self._step_unit(step.get("unit"), step.get("name") or info.name)
+            unit_id = self.step_unit(step.get("unit"), step.get("name") or info.name)
             if unit_id != handed_from:
                 # Liên thông: the process moves to a lane of another unit; the dossier is handed over (L9).
                 self.audit("handed_off", step=info.spec_name, from_unit=aggregate.unit_code(self.session, handed_from),
@@ -179,7 +180,18 @@ class DossierChange:
         d.workflow_state = inst.dump()
         return created
 
-    def _step_unit(self, where: str | None, step_name: str) -> int:
+    def _handed_from(self, open_rows: dict) -> int:
+        """The unit the work comes from: the step just completed, else (a timer, a migration) the unit of
+        a step still open or the last one done; a supplement arrives from the receiving desk."""
+        if self.sender_unit is not None:
+            return self.sender_unit
+        if self.task is not None:
+            return self.task.unit_id
+        if open_rows:
+            return next(iter(open_rows.values())).unit_id
+        return aggregate.last_step_unit(self.session, self.dossier.id) or self.dossier.unit_id
+
+    def step_unit(self, where: str | None, step_name: str) -> int:
         """The unit a step's lane names (DESIGN.md): the receiving unit, its parent, or a unit by code."""
         d = self.dossier
         if not where or where == "@receiving":
@@ -279,9 +291,10 @@ def dossier_change(session: Session, *, actor_id: int | None, permission: str | 
             if change.task is None:
                 raise TaskNotReady("this step was already completed by someone else or is no longer open")
             policy.require(actor, permission, task=change.task)
-        elif permission is not None and not policy.can(actor, permission, dossier.unit_id, session=session):
+        elif permission is not None and not policy.can(actor, permission, dossier.unit_id, session=session,
+                                                       dossier=dossier):
             policy.require_view(session, actor, dossier)  # one the actor may not see is "not found"
-            policy.require(actor, permission, dossier.unit_id, session=session)
+            policy.require(actor, permission, dossier.unit_id, session=session, dossier=dossier)
         yield change
         change.close()
 

@@ -13,8 +13,8 @@ from engine.access import policy
 from engine.dossiers import aggregate
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, dossier_change
-from engine.errors import Conflict, ConsultationPending, InvalidInput, NotFound, TaskNotReady
-from engine.store.models import PROCESSING, RECEIVED, Consultation
+from engine.errors import Conflict, ConsultationPending, DossierClosed, InvalidInput, NotFound, TaskNotReady
+from engine.store.models import OPEN_STATUSES, PROCESSING, RECEIVED, Consultation
 
 MAX_DAYS = 30
 
@@ -45,7 +45,8 @@ def ask_opinions(session: Session, *, actor_id: int, task_id: str, unit_codes: l
                 errors["units"] = f"no unit {code}"
             elif uid == task.unit_id:
                 errors["units"] = f"{code} is the step's own unit"
-        asked = {c.unit_id for c in _of_task(change, task.id) if c.answered_at is None}
+        # A unit still within its deadline is not asked twice; one that let it pass may be asked again.
+        asked = {c.unit_id for c in _of_task(change, task.id) if c.answered_at is None and change.now <= c.due_at}
         if any(uid in asked for uid in units.values()):
             errors["units"] = "that unit has not answered the previous request yet"
         if errors:
@@ -76,6 +77,8 @@ def answer_opinion(session: Session, *, actor_id: int, consultation_id: int, ans
             raise NotFound(f"no consultation #{consultation_id}")  # another unit's request is not revealed
         if row.answered_at is not None:
             raise AlreadyAnswered("this request for an opinion was already answered")
+        if change.dossier.status not in OPEN_STATUSES:
+            raise DossierClosed(f"dossier {change.dossier.code} is {change.dossier.status}: no opinion is needed any more")
         answer = str(answer or "").strip()
         if not answer:
             raise InvalidInput("write the unit's opinion", errors={"answer": "required"})
@@ -92,9 +95,17 @@ def _of_task(change: DossierChange, task_id: str) -> list[Record]:
 
 
 def require_answers(change: DossierChange, task) -> None:
-    """The asking step continues only when every consulted unit answered or the deadline passed."""
-    waiting = [c for c in _of_task(change, task.id) if c.answered_at is None and change.now <= c.due_at]
+    """The asking step continues only when every consulted unit answered or the deadline passed; a unit
+    that let its deadline pass without answering is recorded late (it is reported, L8)."""
+    asked = _of_task(change, task.id)
+    waiting = [c for c in asked if c.answered_at is None and change.now <= c.due_at]
     if waiting:
         names = ", ".join(sorted(aggregate.unit_code(change.session, c.unit_id) for c in waiting))
         last = max(c.due_at for c in waiting)
         raise ConsultationPending(f"waiting for the opinion of {names} (until {clock.local(last):%H:%M %d/%m/%Y})")
+    for c in asked:
+        if c.answered_at is None and not c.late:
+            c.late = True
+            change.save_part(Consultation, c)
+            change.audit("consultation_expired", step=c.step, consultation_id=c.id,
+                         unit=aggregate.unit_code(change.session, c.unit_id))

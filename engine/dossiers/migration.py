@@ -15,7 +15,7 @@ from engine.access.actors import load_actor
 from engine.catalog import procedures as catalog
 from engine.dossiers import aggregate
 from engine.dossiers.change import dossier_change
-from engine.errors import InvalidInput
+from engine.errors import InvalidInput, WorkflowError
 from engine.store.models import OPEN_STATUSES, Dossier, ProcedureVersion
 
 
@@ -65,6 +65,17 @@ def _one(session: Session, actor_id: int, code: str, target: tuple[int, int, str
             # A dossier keeps the rules it was received under (LEGAL.md: "What is in force"): its legal
             # processing time and supplement window are read from its version, so they must not change.
             new_meta, _ = aggregate.version_meta(session, target_id)
+            for task in change.open_tasks.values():  # an open step keeps its unit (liên thông)
+                step = new_meta["steps"].get(task.spec_name) or {}
+                try:
+                    moved_to = change.step_unit(step.get("unit"), task.name)
+                except WorkflowError as exc:
+                    verdict.reasons.append(str(exc))
+                    continue
+                if moved_to != task.unit_id:
+                    verdict.reasons.append(
+                        f"open step '{task.name}' would move from unit {aggregate.unit_code(session, task.unit_id)} to "
+                        f"{aggregate.unit_code(session, moved_to)}: finish it first")
             for key, label in (("statutory_days", "processing time"), ("supplement_window_days", "supplement window")):
                 if new_meta.get(key) != change.meta.get(key):
                     verdict.reasons.append(f"the {label} differs ({change.meta.get(key)} → {new_meta.get(key)} "

@@ -105,7 +105,8 @@ def _restarted_since(change, moment: datetime) -> bool:
 def _signer(change, signed_by_id: int | None) -> int:
     """The leader who signs form 04: the actor when they may sign, else the named leader (L12)."""
     unit_id = change.dossier.unit_id
-    if signed_by_id is None and policy.can(change.actor, "apology.sign", unit_id, session=change.session):
+    if signed_by_id is None and policy.can(change.actor, "apology.sign", unit_id, session=change.session,
+                                           dossier=change.dossier):
         return change.actor.id
     if signed_by_id is None:
         raise InvalidInput("an apology is signed by the agency's leader: name the leader who signed it",
@@ -114,7 +115,7 @@ def _signer(change, signed_by_id: int | None) -> int:
         signer = load_actor(change.session, int(signed_by_id))
     except (NotAllowed, TypeError, ValueError):
         signer = None
-    if signer is None or not policy.can(signer, "apology.sign", unit_id, session=change.session):
+    if signer is None or not policy.can(signer, "apology.sign", unit_id, session=change.session, dossier=change.dossier):
         raise InvalidInput("the signer must be a leader of the agency",
                            errors={"signed_by_id": "not a leader of this unit"})
     return signer.id

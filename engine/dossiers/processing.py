@@ -183,6 +183,7 @@ def deliver_supplement(session: Session, *, actor_id: int, dossier_code: str, co
         comps = validate_components(change.meta["components"], components, require_all=False)
         if not comps:
             raise InvalidInput("attach the supplemented documents", errors={"components": "at least one file"})
+        change.sender_unit = dossier.unit_id  # the desk hands the supplement on
         try:
             change.run(lambda inst: inst.deliver_message(SUPPLEMENT_MESSAGE, {"note": note}),
                        "the process failed after the supplement")

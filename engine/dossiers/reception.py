@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.access.directory import unit_chain
 from engine.catalog import calendar as calendar_mod
 from engine.catalog import procedures as catalog
 from engine.dossiers import aggregate
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, new_dossier
-from engine.errors import Conflict, InvalidInput, MissingComponents, NotFound, WorkflowError
+from engine.errors import Conflict, InvalidInput, MissingComponents, NotFound, ProcedureNotAccepting, WorkflowError
 from engine.store import files
 from engine.store.models import CHANNELS, RECEIVED, DossierFile, IdempotencyKey, Unit
 from engine.text import fold
@@ -110,6 +111,7 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
         local_now = clock.local(now)
         version = catalog.version_in_force(session, proc, local_now.date())
         meta, spec_hash = aggregate.version_meta(session, version.id)
+        _require_step_units(session, meta, change.unit_id, proc.code)
         comps = validate_components(meta["components"], components, require_all=True)
 
         cal = change.calendar
@@ -141,6 +143,19 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
         change.emit("received")
         change.remember_request("receive_dossier", idempotency)
     return change.dossier
+
+
+def _require_step_units(session: Session, meta: dict, unit_id: int, procedure_code: str) -> None:
+    """Every lane of the process must name a unit that exists for a dossier received here (liên thông):
+    refused at reception rather than stuck half-way."""
+    for step in meta["steps"].values():
+        where = step.get("unit") or "@receiving"
+        if where == "@parent" and len(unit_chain(session, unit_id)) < 2:
+            raise ProcedureNotAccepting(f"procedure {procedure_code} is decided by the parent of the receiving unit, "
+                                        "which has none: receive it at a unit below another")
+        if not where.startswith("@") and aggregate.unit_id(session, where) is None:
+            raise ProcedureNotAccepting(f"procedure {procedure_code} hands step '{step.get('name')}' to unit {where}, "
+                                        "which no longer exists")
 
 
 # --- at most once per key ------------------------------------------------------------------------

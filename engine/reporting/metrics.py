@@ -191,7 +191,36 @@ def _figures(session: Session, start: date, end: date, filters: tuple, cfg: dict
             m["in_progress"] += total
             m["in_progress_overdue"] += late
             m["overdue_without_apology"] += late_no_apology
+    _index2_by_unit(session, start, end, filters, group_by, out)
     return out
+
+
+def _index2_by_unit(session: Session, start: date, end: date, filters: tuple, group_by: str | None, out: dict) -> None:
+    """TT 01/2018 index 2 ("each unit's time against its own allotment") attributed to the unit that
+    did the steps (liên thông: a department's late step scores against the department, not against the
+    commune that received the dossier): for each dossier finished in the period and each unit that
+    worked on it, the worst of that unit's steps (2 early, 1 on time, 0 late)."""
+    from engine.reporting.counters import FINISHED, POINTS, classify
+    from engine.store.models import HumanTask
+
+    unit_ids, procedure_ids = filters
+    rows = session.execute(
+        select(HumanTask.unit_id, HumanTask.dossier_id, Dossier.procedure_id, HumanTask.completed_at, HumanTask.due_at)
+        .join(Dossier, Dossier.id == HumanTask.dossier_id)
+        .where(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED),
+               HumanTask.completed_at.is_not(None), HumanTask.cancelled.is_(False),
+               *_in(HumanTask.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids))).all()
+    worst: dict[tuple, int] = {}
+    for unit_id, dossier_id, procedure_id, done, due in rows:
+        key = {"unit": unit_id, "procedure": procedure_id}.get(group_by)
+        pair = (key, dossier_id, unit_id)
+        worst[pair] = min(worst.get(pair, 2), POINTS[classify(done, due)])
+    for m in out.values():
+        m["tt01_i2"] = m["tt01_i2_n"] = 0
+    for (key, _, _), points in worst.items():
+        m = out.setdefault(key, _zero_counts())
+        m["tt01_i2"] += points
+        m["tt01_i2_n"] += 1
 
 
 def _in(column, ids):
@@ -215,10 +244,10 @@ def _derive(m: dict, cfg: dict, procedure_share: float | None) -> dict:
     online_share = m["received_online"] / received if received else None
     # TT 01/2018 Đ13-15: per-dossier indices averaged over finished dossiers; unit index 9 from shares.
     tt = {}
+    if m["tt01_i2_n"]:  # a unit that only did steps (a department deciding communes' dossiers) has index 2 alone
+        tt["i2"] = round(m["tt01_i2"] / m["tt01_i2_n"], 2)
     if finished:
         tt["i1"] = round(m["tt01_i1"] / finished, 2)
-        if m["tt01_i2_n"]:
-            tt["i2"] = round(m["tt01_i2"] / m["tt01_i2_n"], 2)
         tt["i3"] = round(m["tt01_i3"] / finished, 2)
         tt["i4"] = round(m["tt01_i4"] / finished, 2)
         tt["i7"] = round(m["tt01_i7"] / finished, 2)

@@ -103,13 +103,14 @@ def dossier_view(session: Session, code: str) -> dict:
 
 
 def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
-    """The actor's open tasks for the API: the inbox screen's query, first page."""
+    """The actor's open tasks for the API ("Việc của tôi": assigned to them, or unassigned of their
+    roles): the inbox screen's query, first page, with each step's assignee."""
     rows, _ = inbox_page(session, actor, per_page=limit)
     codes = dict(session.execute(select(Unit.id, Unit.code).where(
         Unit.id.in_({r["task"].unit_id for r in rows}))).all()) if rows else {}
     return [{"id": r["task"].id, "dossier_code": r["dossier"].code, "name": r["task"].name, "role": r["task"].role,
              "unit_code": codes.get(r["task"].unit_id), "started_at": r["task"].started_at, "due_at": r["task"].due_at,
-             "decisions": r["task"].decisions}
+             "decisions": r["task"].decisions, "assignee_id": r["task"].assignee_id, "assignee": r["assignee"]}
             for r in rows]
 
 
@@ -172,7 +173,8 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
         "open_tasks": open_tasks,
         "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
         # Leaders who may sign form 04 when the desk records it; the withdrawal request for form 05.
-        "signers": directory.holders(session, dossier.unit_id, "lanh_dao"),
+        "signers": sorted({h for unit in _holding(session, dossier) for h in directory.holders(session, unit, "lanh_dao")},
+                          key=lambda h: h[1]),
         "withdrawal": _withdrawal(session, dossier.id),
         # Notices to the applicant (e-mail, SMS) and where each stands (engine/notify).
         "notices": session.scalars(select(Notice).where(Notice.dossier_id == dossier.id).order_by(Notice.id)).all(),
@@ -182,6 +184,11 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
                     "late": sorted({r.step for r in steps if r.result == "late"}
                                    | {t.spec_name for t in open_tasks if t.due_at < now})},
     }
+
+
+def _holding(session: Session, dossier) -> set[int]:
+    from engine.access import policy
+    return policy.holding_units(session, dossier)
 
 
 def _withdrawal(session: Session, dossier_id: int) -> dict | None:
@@ -207,35 +214,14 @@ def register(session: Session, unit_ids: list[int], start, end, field: str = "")
     return session.execute(stmt).all()
 
 
-def queue_counts(session: Session, actor: Actor, at) -> dict:
-    """Counts for the navigation badges ("nhắc việc"), each one indexed COUNT."""
-    from sqlalchemy import func, tuple_
-
-    from engine.store.models import AWAITING_SUPPLEMENT, RESULT_READY
-
-    pairs = sorted(actor.grants)
-    units = sorted({u for u, _ in pairs})
-    if not pairs:
-        return {"mine": 0, "overdue_steps": 0, "awaiting_supplement": 0, "overdue": 0, "result_ready": 0}
-    mine = select(func.count()).select_from(HumanTask).where(
-        HumanTask.completed_at.is_(None), tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
-    return {
-        "mine": session.scalar(mine),
-        "overdue_steps": session.scalar(mine.where(HumanTask.due_at < at)),
-        "awaiting_supplement": session.scalar(select(func.count()).select_from(Dossier).where(
-            Dossier.unit_id.in_(units), Dossier.status == AWAITING_SUPPLEMENT)),
-        "overdue": session.scalar(select(func.count()).select_from(Dossier).where(
-            Dossier.unit_id.in_(units), deadlines.overdue(at))),
-        "result_ready": session.scalar(select(func.count()).select_from(Dossier).where(
-            Dossier.unit_id.in_(units), Dossier.status == RESULT_READY)),
-    }
-
-
 def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: str = "", only: str = "",
                page: int = 1, per_page: int = 25, at=None, whole_unit: bool = False) -> tuple[list[dict], int]:
-    """The inbox screen: open tasks of the actor's roles (or, with `whole_unit`, every open task of the
-    actor's units), overdue first then by due time, filtered."""
-    from sqlalchemy import func, tuple_
+    """The inbox screen. "Việc của tôi": the open tasks of the actor's roles in their units that are
+    assigned to them or to nobody (a step is assigned only to a holder of its role there, so this is
+    every task assigned to them); with `whole_unit`, "Việc của đơn vị": every open task of the actor's
+    units, whoever holds it. Overdue first, then by due time, filtered (`only`: "qua-han" late steps,
+    "chua-phan-cong" unassigned, "da-nhan" assigned to the actor); each row names the assignee."""
+    from sqlalchemy import func, or_, tuple_
 
     from engine.text import fold
 
@@ -243,9 +229,12 @@ def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: s
     if not pairs:
         return [], 0
     scope = (HumanTask.unit_id.in_(sorted({u for u, _ in pairs})) if whole_unit
-             else tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs))
-    stmt = (select(HumanTask, Dossier, Procedure.code, Procedure.name)
+             else tuple_(HumanTask.unit_id, HumanTask.role).in_(pairs) &
+             or_(HumanTask.assignee_id.is_(None), HumanTask.assignee_id == actor.id))
+    assignee = func.coalesce(func.nullif(User.full_name, ""), User.username)
+    stmt = (select(HumanTask, Dossier, Procedure.code, Procedure.name, assignee)
             .join(Dossier, Dossier.id == HumanTask.dossier_id).join(Procedure, Procedure.id == Dossier.procedure_id)
+            .outerjoin(User, User.id == HumanTask.assignee_id)
             .where(HumanTask.completed_at.is_(None), scope))
     if q.strip():
         stmt = stmt.where(Dossier.search_text.contains(fold(q), autoescape=True))
@@ -253,10 +242,15 @@ def inbox_page(session: Session, actor: Actor, *, q: str = "", procedure_code: s
         stmt = stmt.where(Procedure.code == procedure_code)
     if only == "qua-han" and at is not None:
         stmt = stmt.where(HumanTask.due_at < at)
+    elif only == "chua-phan-cong":
+        stmt = stmt.where(HumanTask.assignee_id.is_(None))
+    elif only == "da-nhan":
+        stmt = stmt.where(HumanTask.assignee_id == actor.id)
     total = session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = session.execute(stmt.order_by(HumanTask.due_at, HumanTask.started_at)
                            .limit(per_page).offset((page - 1) * per_page)).all()
-    return [{"task": t, "dossier": dz, "procedure_code": pc, "procedure_name": pn} for t, dz, pc, pn in rows], total
+    return [{"task": t, "dossier": dz, "procedure_code": pc, "procedure_name": pn, "assignee": name}
+            for t, dz, pc, pn, name in rows], total
 
 
 # --- consultations (xin ý kiến) ---------------------------------------------------------------------
@@ -285,7 +279,9 @@ def pending_consultations(session: Session, actor: Actor) -> list[dict]:
     units = policy.units_for(session, actor, "consultation.answer")
     if not units:
         return []
-    return _consultation_rows(session, Consultation.unit_id.in_(units), Consultation.answered_at.is_(None))
+    from engine.store.models import OPEN_STATUSES
+    return _consultation_rows(session, Consultation.unit_id.in_(units), Consultation.answered_at.is_(None),
+                              Dossier.status.in_(OPEN_STATUSES))
 
 
 def late_consultations(session: Session, unit_ids: list[int], at) -> list[dict]:
@@ -294,6 +290,12 @@ def late_consultations(session: Session, unit_ids: list[int], at) -> list[dict]:
     if not unit_ids:
         return []
     from sqlalchemy import and_, or_
+
+    from engine.store.models import OPEN_STATUSES
+    # Late: answered late, or let the deadline pass while the step waited (marked when the step went
+    # on); silent past the deadline on a dossier still open. A dossier withdrawn or refused before the
+    # deadline closes its requests without blame.
     return _consultation_rows(session, Dossier.unit_id.in_(unit_ids),
                               or_(Consultation.late.is_(True),
-                                  and_(Consultation.answered_at.is_(None), Consultation.due_at < at)))
+                                  and_(Consultation.answered_at.is_(None), Consultation.due_at < at,
+                                       Dossier.status.in_(OPEN_STATUSES))))

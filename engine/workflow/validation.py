@@ -19,8 +19,10 @@ MESSAGES_VI = {
     "xml_doctype": "Tệp có khai báo DOCTYPE/ENTITY: không được phép (nguy cơ bom XML, đọc tệp ngoài).",
     "xml_not_well_formed": "Tệp không phải XML hợp lệ (thiếu thẻ đóng, ký tự lạ…).",
     "xml_too_deep": "Cấu trúc XML lồng quá sâu.",
-    "xml_too_large": "Tệp quá lớn.",
-    "xml_too_many_elements": "Tệp có quá nhiều phần tử.",
+    "xml_too_large": f"Tệp quá lớn (tối đa {bpmn_xml.MAX_BPMN_BYTES // (1024 * 1024)} MB).",
+    "xml_too_many_elements": f"Tệp có quá nhiều phần tử (tối đa {bpmn_xml.MAX_ELEMENTS:,} thẻ XML).".replace(",", "."),
+    "xml_bad_encoding": "Không đọc được tệp theo bảng mã của nó (khai báo encoding hoặc BOM); hãy lưu lại tệp "
+                        "dạng UTF-8.",
     "not_bpmn": "Tệp không phải BPMN 2.0 (thiếu bpmn:definitions).",
     "no_process": "Tệp không có quy trình (bpmn:process) nào.",
     "reserved_id": "Mã phần tử trùng với tên dành riêng của hệ thống; hãy đổi mã.",
@@ -67,6 +69,8 @@ class Result:
     problems: list[Problem]
     model: bpmn_xml.ProcessModel | None = None
     parsed: runtime.ParsedProcess | None = None
+    # The document as text, decoded per its BOM or XML declaration (bpmn_xml.xml_text): what a version stores.
+    text: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -75,16 +79,18 @@ class Result:
 
 def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: set[str] | None = None,
              calendar: WorkingCalendar | None = None, known_units: set[str] | None = None) -> Result:
+    """Every problem of the file at once. Bounded: the file's size and element count are capped
+    (bpmn_xml.MAX_*), and every check below is linear in the diagram (or close to it)."""
     problems: list[Problem] = []
     try:
-        root = bpmn_xml.parse_safely(xml)
+        text, root = bpmn_xml.read_safely(xml)
     except bpmn_xml.UnsafeXml as exc:
         return Result([Problem(ERROR, exc.code, None, str(exc))])
     if local(root.tag) != "definitions" or etree_ns(root.tag) != BPMN_NS:
-        return Result([Problem(ERROR, "not_bpmn", None, "the root element is not bpmn:definitions")])
+        return Result([Problem(ERROR, "not_bpmn", None, "the root element is not bpmn:definitions")], text=text)
     processes = bpmn_xml.executable_processes(root)
     if not processes:
-        return Result([Problem(ERROR, "no_process", None, "the file contains no BPMN process")])
+        return Result([Problem(ERROR, "no_process", None, "the file contains no BPMN process")], text=text)
     process = processes[0]
     pid = process.get("id")
 
@@ -118,7 +124,7 @@ def validate(xml: bytes | str, statutory_days: int | None = None, known_roles: s
             parsed = runtime.parse(root, pid)
         except runtime.ParseFailed as exc:
             problems.append(Problem(ERROR, "not_executable", exc.element_id, str(exc)))
-    return Result(problems, model, parsed)
+    return Result(problems, model, parsed, text)
 
 
 def etree_ns(tag: str) -> str:
@@ -139,6 +145,11 @@ def _check_structure(process, flows, problems: list[Problem]) -> None:
     for f in flows:
         out.setdefault(f.get("sourceRef"), []).append(f)
         inc.setdefault(f.get("targetRef"), []).append(f)
+    children: dict[str, object] = {}
+    for el in process:
+        if isinstance(el.tag, str) and el.get("id"):
+            children.setdefault(el.get("id"), el)  # the first of duplicate ids, as before
+    user_tasks = {el.get("id") for el in process.iter(f"{{{BPMN_NS}}}userTask")}
     for el in process:
         if not isinstance(el.tag, str):
             continue
@@ -155,14 +166,14 @@ def _check_structure(process, flows, problems: list[Problem]) -> None:
             if not el.get("default") and len(conditioned) < len(out[eid]):
                 problems.append(Problem(ERROR, "gateway_flow_without_condition", eid,
                                         "every outgoing flow of an exclusive gateway needs a condition or must be its default"))
-            elif not el.get("default") and not _is_decision_gateway(el, inc, process):
+            elif not el.get("default") and not _is_decision_gateway(eid, inc, out, user_tasks):
                 # Decision gateways are safe: the UI offers exactly the values their branches test.
                 problems.append(Problem(WARNING, "gateway_may_dead_end", eid,
                                         "no default flow: if no condition matches, the dossier stops here"))
         if kind == "eventBasedGateway":
             timers = 0
             for f in out.get(eid, []):
-                target = next((n for n in process if isinstance(n.tag, str) and n.get("id") == f.get("targetRef")), None)
+                target = children.get(f.get("targetRef"))
                 if target is not None and target.find("bpmn:timerEventDefinition", NS) is not None:
                     timers += 1
             if timers > 1:
@@ -170,29 +181,38 @@ def _check_structure(process, flows, problems: list[Problem]) -> None:
                                         "SpiffWorkflow 3.2.0 uses the first timer's due time for both; use one timer"))
 
 
-def _is_decision_gateway(gateway, incoming: dict, process) -> bool:
+def _is_decision_gateway(gateway_id: str, incoming: dict, outgoing: dict, user_tasks: set[str]) -> bool:
     """Right after a user task, with every branch testing `decision`."""
-    sources = {f.get("sourceRef") for f in incoming.get(gateway.get("id"), [])}
-    tasks = {el.get("id") for el in process.iter(f"{{{BPMN_NS}}}userTask")}
-    if not sources or not sources <= tasks:
+    sources = {f.get("sourceRef") for f in incoming.get(gateway_id, [])}
+    if not sources or not sources <= user_tasks:
         return False
-    outgoing = [f for f in process.iter(f"{{{BPMN_NS}}}sequenceFlow") if f.get("sourceRef") == gateway.get("id")]
-    return all(bpmn_xml.decision_values((f.findtext("bpmn:conditionExpression", "", NS) or "")) for f in outgoing)
+    return all(bpmn_xml.decision_values((f.findtext("bpmn:conditionExpression", "", NS) or ""))
+               for f in outgoing.get(gateway_id, []))
+
+
+def _refusal(check, text: str) -> str | None:
+    """Why `check` (safe_eval.check_expression or check_script) refuses `text`, or None. An expression
+    nested too deeply for Python's parser is refused too, instead of failing the whole validation."""
+    try:
+        check(text)
+    except safe_eval.UnsafeExpression as exc:
+        return str(exc)
+    except (RecursionError, MemoryError, ValueError):
+        return "the expression is nested too deeply or cannot be read"
+    return None
 
 
 def _check_expressions(process, problems: list[Problem]) -> None:
     for cond in process.iter(f"{{{BPMN_NS}}}conditionExpression"):
         owner = cond.getparent().get("id")
-        try:
-            safe_eval.check_expression(cond.text or "")
-        except safe_eval.UnsafeExpression as exc:
-            problems.append(Problem(ERROR, "unsafe_expression", owner, f"condition refused: {exc}"))
+        refused = _refusal(safe_eval.check_expression, cond.text or "")
+        if refused:
+            problems.append(Problem(ERROR, "unsafe_expression", owner, f"condition refused: {refused}"))
     for script in process.iter(f"{{{BPMN_NS}}}script"):
         owner = script.getparent().get("id")
-        try:
-            safe_eval.check_script(script.text or "")
-        except safe_eval.UnsafeExpression as exc:
-            problems.append(Problem(ERROR, "unsafe_script", owner, f"script refused: {exc}"))
+        refused = _refusal(safe_eval.check_script, script.text or "")
+        if refused:
+            problems.append(Problem(ERROR, "unsafe_script", owner, f"script refused: {refused}"))
     for ted in process.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
         owner = ted.getparent().get("id")
         for expr in ted:
@@ -203,10 +223,9 @@ def _check_expressions(process, problems: list[Problem]) -> None:
                 problems.append(Problem(ERROR, "timer_unquoted", owner,
                                         f"timer expression {text} must be quoted (\"{text}\"): it is evaluated as an expression"))
                 continue
-            try:
-                safe_eval.check_expression(text)
-            except safe_eval.UnsafeExpression as exc:
-                problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {exc}"))
+            refused = _refusal(safe_eval.check_expression, text)
+            if refused:
+                problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {refused}"))
 
 
 def _check_decisions(process, flows, model, problems) -> None:
@@ -217,6 +236,7 @@ def _check_decisions(process, flows, model, problems) -> None:
     out: dict[str, list] = {}
     for f in flows:
         out.setdefault(f.get("sourceRef"), []).append(f)
+    unsigned_end = None  # computed once, when a refuse branch needs it
     for step_id in model.steps:
         for f in out.get(step_id, []):
             gateway = by_id.get(f.get("targetRef"))
@@ -232,7 +252,9 @@ def _check_decisions(process, flows, model, problems) -> None:
                                             "this branch's condition does not test decision == \"…\": no button "
                                             "can choose it"))
                 if "refuse" in values and model.steps[step_id].role not in REFUSAL_SIGNERS:
-                    unsigned = _unsigned_end(branch.get("targetRef"), out, model, by_id)
+                    if unsigned_end is None:
+                        unsigned_end = _unsigned_ends(flows, model, by_id)
+                    unsigned = unsigned_end.get(branch.get("targetRef"))
                     if unsigned is not None:
                         problems.append(Problem(ERROR, "refusal_not_signed", branch.get("id"),
                                                 f"the refuse branch reaches end event '{unsigned}' without a step of "
@@ -262,22 +284,29 @@ def _check_units(model, known_units: set[str] | None, problems) -> None:
 REFUSAL_SIGNERS = frozenset({"lanh_dao"})
 
 
-def _unsigned_end(start: str, out: dict, model, by_id: dict) -> str | None:
-    """An end event reachable from `start` without passing a step of a refusal signer, if any."""
-    stack, seen = [start], set()
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
+def _unsigned_ends(flows, model, by_id: dict) -> dict[str, str]:
+    """For every node from which an end event is reachable without passing a step of a refusal signer:
+    one such end event. One backward sweep from the end events (linear in the diagram), instead of a
+    search from every refuse branch."""
+    back: dict[str, list[str]] = {}
+    for f in flows:
+        back.setdefault(f.get("targetRef"), []).append(f.get("sourceRef"))
+
+    def signer(node: str) -> bool:
         step = model.steps.get(node)
-        if step is not None and step.role in REFUSAL_SIGNERS:
-            continue
-        el = by_id.get(node)
-        if el is not None and local(el.tag) == "endEvent":
-            return node
-        stack.extend(f.get("targetRef") for f in out.get(node, []))
-    return None
+        return step is not None and step.role in REFUSAL_SIGNERS
+
+    reached: dict[str, str] = {}
+    queue = [eid for eid, el in by_id.items() if local(el.tag) == "endEvent" and not signer(eid)]
+    for end in queue:
+        reached[end] = end
+    while queue:
+        node = queue.pop()
+        for before in back.get(node, []):
+            if before not in reached and not signer(before):
+                reached[before] = reached[node]
+                queue.append(before)
+    return reached
 
 
 def _check_conventions(model, process, flows, statutory_days, known_roles, calendar, problems) -> None:
@@ -298,25 +327,7 @@ def _check_conventions(model, process, flows, statutory_days, known_roles, calen
     if statutory_days is None:
         return
     budget = max(statutory_days, 1) * day
-    out: dict[str, list[str]] = {}
-    for f in flows:
-        out.setdefault(f.get("sourceRef"), []).append(f.get("targetRef"))
-    starts = [el.get("id") for el in process.iter(f"{{{BPMN_NS}}}startEvent")] + list(model.supplement_events)
-    worst, worst_path = 0.0, []
-
-    def walk(node: str, total: float, path: list[str], seen: frozenset[str]):
-        nonlocal worst, worst_path
-        total += seconds.get(node, 0.0)
-        if total > worst:
-            worst, worst_path = total, path
-        for nxt in out.get(node, []):
-            # The clock restarts when a supplement arrives: a path ends at the catch event.
-            if nxt in seen or nxt in model.supplement_events:
-                continue
-            walk(nxt, total, path + [nxt], seen | {nxt})
-
-    for start in starts:
-        walk(start, 0.0, [start], frozenset({start}))
+    worst, worst_path = _longest_path(flows, seconds, _starts(process, model), set(model.supplement_events))
     if worst > budget + 1e-6:
         last_task = next((n for n in reversed(worst_path) if n in seconds), None)
         problems.append(Problem(
@@ -324,3 +335,75 @@ def _check_conventions(model, process, flows, statutory_days, known_roles, calen
             f"step durations along {' → '.join(n for n in worst_path if n in seconds)} add up to "
             f"{worst / 3600:g} working hours, more than the statutory {statutory_days} working day(s)",
         ))
+
+
+def _starts(process, model) -> list[str]:
+    return [el.get("id") for el in process.iter(f"{{{BPMN_NS}}}startEvent")] + list(model.supplement_events)
+
+
+def _longest_path(flows, seconds: dict[str, float], starts: list[str], restarts: set[str]) -> tuple[float, list[str]]:
+    """The largest sum of step durations along a path from a start, and that path. Linear in the diagram.
+
+    The clock restarts when a supplement arrives, so a path ends before a supplement catch event (which
+    is itself a start). A path never takes a node twice: loops (sending a dossier back to appraisal) are
+    cut where a depth-first search from the starts (in order, following flows in document order) first
+    closes them: the back edges of that search are dropped, and what remains is acyclic. The answer is
+    the longest path of that acyclic graph, found in one pass in topological order.
+
+    This is the choice made for linear time: the longest *simple* path of a graph with cycles is
+    NP-hard in general (the previous check enumerated every path: 2**21 of them for 21 parallel
+    diamonds). On a loop back to an earlier step, as the conventions draw them (entered at its head,
+    e.g. "return" to appraisal), the two agree. A path that enters a loop from the side and then runs
+    through the loop's back flow is not counted (tests/test_validation_bounds.py shows one).
+    """
+    out: dict[str, list[str]] = {}
+    for f in flows:
+        source, target = f.get("sourceRef"), f.get("targetRef")
+        if target not in restarts:
+            out.setdefault(source, []).append(target)
+    # Iterative depth-first search: colour 1 = on the stack, 2 = finished; `order` is the post-order.
+    colour: dict[str, int] = {}
+    order: list[str] = []
+    kept: dict[str, list[str]] = {}  # tree, forward and cross edges (back edges dropped)
+    for start in dict.fromkeys(starts):
+        if start in colour:
+            continue
+        colour[start] = 1
+        stack = [(start, iter(out.get(start, ())))]
+        while stack:
+            node, successors = stack[-1]
+            for nxt in successors:
+                state = colour.get(nxt)
+                if state == 1:
+                    continue  # a back edge: it closes a loop
+                kept.setdefault(node, []).append(nxt)
+                if state is None:
+                    colour[nxt] = 1
+                    stack.append((nxt, iter(out.get(nxt, ()))))
+                    break
+            else:
+                stack.pop()
+                colour[node] = 2
+                order.append(node)
+    best: dict[str, float] = {}
+    came_from: dict[str, str | None] = {}
+    for start in starts:
+        best[start] = max(best.get(start, 0.0), seconds.get(start, 0.0))
+        came_from.setdefault(start, None)
+    worst, worst_end = 0.0, None
+    for node in reversed(order):  # topological order of the kept edges
+        if node not in best:
+            continue
+        total = best[node]
+        if total > worst:
+            worst, worst_end = total, node
+        for nxt in kept.get(node, ()):
+            candidate = total + seconds.get(nxt, 0.0)
+            if candidate > best.get(nxt, -1.0):
+                best[nxt], came_from[nxt] = candidate, node
+    path: list[str] = []
+    node = worst_end
+    while node is not None:
+        path.append(node)
+        node = came_from[node]
+    return worst, path[::-1]

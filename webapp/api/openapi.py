@@ -30,6 +30,13 @@ OPERATIONS = [
     ("get", "/tasks", "The caller's open tasks", True, None, 200, s.TaskOut, True, [401]),
     ("post", "/tasks/{task_id}/complete", "Complete a step with a decision", True, s.CompleteIn, 200, s.CompleteOut,
      False, [401, 403, 404, 409, 422]),
+    ("post", "/tasks/{task_id}/assign", "Assign (or reassign) an open step to a holder of its role in its unit "
+     "(phân công, a head of that unit); audited; then only the assignee may complete it", True, s.AssignIn, 200,
+     s.TaskOut, False, [401, 403, 404, 409, 422]),
+    ("post", "/tasks/{task_id}/claim", "Claim an open step of the caller's role (nhận việc); 409 when it is "
+     "assigned to someone else", True, None, 200, s.TaskOut, False, [401, 403, 404, 409]),
+    ("post", "/tasks/{task_id}/release", "Hand an assigned step back to its unit (the assignee, or a head of the "
+     "unit)", True, None, 200, s.TaskOut, False, [401, 403, 404, 409]),
     ("post", "/dossiers/{code}/supplements", "Record the citizen's supplement; honours Idempotency-Key", True,
      s.SupplementIn, 200, s.DossierOut, False, [401, 403, 404, 409, 413, 422]),
     ("post", "/dossiers/{code}/apologies", "Apology with a new appointment (form 04)", True, s.ApologyIn, 201,

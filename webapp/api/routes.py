@@ -199,6 +199,37 @@ def complete(actor, task_id):
     })
 
 
+def assignment_dump(result) -> dict:
+    t = result.task
+    return {"id": t.id, "dossier_code": result.dossier.code, "name": t.name, "role": t.role,
+            "unit_code": result.unit_code,
+            "started_at": t.started_at, "due_at": t.due_at, "decisions": t.decisions,
+            "assignee_id": t.assignee_id, "assignee": result.assignee_name}
+
+
+@bp.post("/tasks/<task_id>/assign")
+@login_required
+def assign(actor, task_id):
+    """A head of the step's unit assigns (or reassigns) the open step to a holder of its role there."""
+    data = body(s.AssignIn)
+    return answer(s.TaskOut, assignment_dump(dossiers.assign_task(db.session(), actor_id=actor.id, task_id=task_id,
+                                                                   assignee_id=data["assignee_id"])))
+
+
+@bp.post("/tasks/<task_id>/claim")
+@login_required
+def claim(actor, task_id):
+    """The caller takes an open step of their role: from now on only they may complete it."""
+    return answer(s.TaskOut, assignment_dump(dossiers.claim_task(db.session(), actor_id=actor.id, task_id=task_id)))
+
+
+@bp.post("/tasks/<task_id>/release")
+@login_required
+def release(actor, task_id):
+    """The assignee (or a head of the unit) hands the step back to its unit, unassigned."""
+    return answer(s.TaskOut, assignment_dump(dossiers.release_task(db.session(), actor_id=actor.id, task_id=task_id)))
+
+
 @bp.post("/tasks/<task_id>/consultations")
 @login_required
 def consult(actor, task_id):

@@ -231,6 +231,14 @@ class TaskOut(Schema):
     started_at = Aware()
     due_at = Aware()
     decisions = fields.List(fields.String())
+    assignee_id = fields.Integer(allow_none=True, metadata={
+        "description": "the user the step is assigned to (only they may complete it); null: anyone of its role"})
+    assignee = fields.String(allow_none=True, metadata={"description": "the assignee's name"})
+
+
+class AssignIn(Schema):
+    assignee_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=2**31 - 1), metadata={
+        "description": "a user holding the step's role in the step's unit"})
 
 
 class CompleteIn(Schema):
@@ -251,7 +259,8 @@ class SupplementIn(Schema):
 
 class ApologyIn(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=4000))
-    signed_by_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    signed_by_id = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                  validate=validate.Range(min=1, max=2**31 - 1))  # a user id (integer column)
     new_due_at = Aware(required=True, validate=validate.Range(
         min=datetime(2000, 1, 1, tzinfo=timezone.utc), max=datetime(2100, 12, 31, tzinfo=timezone.utc)))
 

@@ -112,10 +112,25 @@ def test_task_refusal_is_explained_and_nothing_changes(ui, session, office):
 def test_citizen_lookup_is_rate_limited(ui, app, session, office):
     d = receive(session, office)
     app.config["PUBLIC_LOOKUP_LIMIT"] = 3
+    token = csrf(ui, "/tra-cuu")
     for _ in range(3):
-        assert ui.get(f"/tra-cuu?ma={d.code}&so-dinh-danh=1").status_code == 404
-    limited = ui.get(f"/tra-cuu?ma={d.code}&so-dinh-danh={APPLICANT['id_number']}")
+        assert ui.post("/tra-cuu", data={"csrf_token": token, "ma": d.code, "so-dinh-danh": "1"}).status_code == 404
+    limited = ui.post("/tra-cuu", data={"csrf_token": token, "ma": d.code, "so-dinh-danh": APPLICANT["id_number"]})
     assert limited.status_code == 429 and "quá nhiều lần" in limited.get_data(as_text=True)
+
+
+def test_the_id_number_never_travels_in_a_url_and_staff_pages_are_not_cached(ui, session, office):
+    """Issue #12 item 8: the look-up sends the ID number in the POST body; a URL carrying it shows
+    nothing; staff pages tell caches not to store them."""
+    d = receive(session, office)
+    page = ui.get(f"/tra-cuu?ma={d.code}&so-dinh-danh={APPLICANT['id_number']}").get_data(as_text=True)
+    assert 'method="post"' in page and APPLICANT["name"] not in page
+    token = csrf(ui, "/tra-cuu")
+    found = ui.post("/tra-cuu", data={"csrf_token": token, "ma": d.code, "so-dinh-danh": APPLICANT["id_number"]})
+    assert found.status_code == 200 and d.code in found.get_data(as_text=True)
+    login(ui, "mot_cua1")
+    staff = ui.get(f"/ho-so/{d.code}")
+    assert staff.status_code == 200 and "no-store" in staff.headers["Cache-Control"]
 
 
 def test_rating_only_after_the_result_and_once(session, office):

@@ -63,6 +63,10 @@ def create_app(config: dict | None = None) -> Flask:
                                     "style-src 'self' 'unsafe-inline'; frame-ancestors 'self'; form-action 'self'")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # Pages behind a login and the citizen's look-up carry personal data: no cache may keep them.
+        from flask import g, request
+        if getattr(g, "actor", None) is not None or request.path.startswith(("/tra-cuu", "/api/")):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     return app

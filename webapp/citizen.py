@@ -17,8 +17,11 @@ from .common import bp, error_text, rollback
 @bp.route("/tra-cuu", methods=["GET", "POST"])
 def lookup():
     s = db.session()
-    form = forms.parse(forms.LookupForm, request.values)
-    code, id_number = form["ma"], form["so_dinh_danh"]
+    # The ID number travels in the POST body only, never in a URL (logs, history, Referer); a GET
+    # (a QR code on form 01) may carry the dossier code alone.
+    form = forms.parse(forms.LookupForm, request.form if request.method == "POST" else request.args)
+    code = form["ma"]
+    id_number = form["so_dinh_danh"] if request.method == "POST" else ""
     result = message = None
     if code and id_number:
         cfg = current_app.config
@@ -28,7 +31,7 @@ def lookup():
             return render_template("lookup.html", code=code, message=f"Bạn tra cứu quá nhiều lần; vui lòng thử lại "
                                    f"sau {reset} giây.", result=None), 429
         try:
-            if request.method == "POST":
+            if form["rating"]:
                 dossiers.rate_service(s, dossier_code=code, id_number=id_number, rating=form["rating"],
                                       comment=form["comment"])
                 flash("Cảm ơn bạn đã đánh giá chất lượng phục vụ.", "success")

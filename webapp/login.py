@@ -1,7 +1,6 @@
 """Logging in and out of the staff screens (session cookie, rate-limited by client address)."""
 from __future__ import annotations
 
-from datetime import timedelta
 from urllib.parse import urlparse
 
 from flask import redirect, render_template, request, session, url_for
@@ -25,14 +24,16 @@ def login():
     if request.method == "POST":
         s = db.session()
         client = request.remote_addr or "unknown"
-        allowed, _ = ratelimit.hit(s, f"login:{client}", 20, timedelta(minutes=5))
-        if not allowed:
-            error = "Đăng nhập sai quá nhiều lần; vui lòng thử lại sau ít phút."
+        username = request.form.get("username", "").strip()
+        wait = ratelimit.login_blocked(s, username, client)
+        if wait:
+            error = f"Đăng nhập sai quá nhiều lần; vui lòng thử lại sau {max(1, wait // 60)} phút."
         else:
             try:
-                user = tokens.authenticate(s, request.form.get("username", "").strip(), request.form.get("password", ""))
+                user = tokens.authenticate(s, username, request.form.get("password", ""))
             except DomainError:
                 rollback()
+                ratelimit.login_failed(s, username, client)
                 error = "Tên đăng nhập hoặc mật khẩu không đúng."
             else:
                 session.clear()

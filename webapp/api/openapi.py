@@ -12,7 +12,7 @@ PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas
 
 # (method, path, summary, auth, request schema, success status, response schema, many, error statuses)
 OPERATIONS = [
-    ("post", "/auth/token", "Get a bearer token", False, s.TokenRequest, 200, s.TokenResponse, False, [401, 422]),
+    ("post", "/auth/token", "Get a bearer token", False, s.TokenRequest, 200, s.TokenResponse, False, [401, 422, 429]),
     ("get", "/procedures", "Published procedures in force today", False, None, 200, s.ProcedureOut, True, []),
     ("get", "/procedures/{code}", "One procedure with its components and versions", False, None, 200,
      s.ProcedureOut, False, [404]),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from engine import catalog, clock, dossiers
 from engine.access import directory, policy, ratelimit, tokens
 from engine.catalog.calendar import load_calendar
-from engine.errors import InvalidInput, NotFound
+from engine.errors import DomainError, InvalidInput, NotFound
 from engine.reporting import metrics, views
 from engine.store.files import FileRejected, sniff
 from engine.store.models import Unit
@@ -74,7 +74,17 @@ def idempotency_key() -> str | None:
 @bp.post("/auth/token")
 def create_token():
     data = body(s.TokenRequest)
-    token, expires = tokens.issue_token(db.session(), data["username"], data["password"])
+    session, client = db.session(), request.remote_addr or "unknown"
+    wait = ratelimit.login_blocked(session, data["username"], client)
+    if wait:
+        return problem(429, "rate_limited", "Too many failed logins for this account or address; try again later.",
+                       headers={"Retry-After": str(wait)})
+    try:
+        token, expires = tokens.issue_token(session, data["username"], data["password"])
+    except DomainError:
+        session.rollback()
+        ratelimit.login_failed(session, data["username"], client)
+        raise
     return answer(s.TokenResponse, {"token": token, "expires_at": expires})
 
 

@@ -400,3 +400,24 @@ def test_the_official_index_2_scores_each_unit_on_its_own_steps(session, provinc
     def i2(unit):
         return metrics.summary(session, date(2026, 11, 1), date(2026, 11, 30), unit_code=unit)["tt01"]["indices"]["i2"]
     assert (i2("H40.1"), i2("SXD")) == (1.0, 0.0)
+
+
+def test_a_consulted_unit_answers_with_text_and_files(session, province, client):
+    import base64
+
+    from conftest import bearer
+    ids = province
+    d = _at_sxd(session, ids)
+    asked, = dossiers.ask_opinions(session, actor_id=ids["chuyen_vien@SXD"], task_id=open_step(session, d).id,
+                                   unit_codes=["STNMT"], content="Hiện trạng đất", days=2, now=vn(2026, 11, 2, 14))
+    body = {"answer": "Đất ở, xem văn bản kèm theo",
+            "files": [{"filename": "van-ban-y-kien.pdf", "content_base64": base64.b64encode(pdf("yk")).decode()}]}
+    bad = client.post(f"/api/v1/consultations/{asked.id}/answer", headers=bearer(client, "chuyen_vien.stnmt", PASSWORD),
+                      json={**body, "files": [{"filename": "x.exe", "content_base64": base64.b64encode(b"MZ..").decode()}]})
+    assert bad.status_code == 422
+    answered = client.post(f"/api/v1/consultations/{asked.id}/answer", json=body,
+                           headers=bearer(client, "chuyen_vien.stnmt", PASSWORD))
+    assert answered.status_code == 200 and [f["filename"] for f in answered.get_json()["files"]] == ["van-ban-y-kien.pdf"]
+    # The file is kept with the dossier; the asking department sees it with the answer.
+    shown = views.consultations_of(session, d.id)
+    assert [f.filename for f in shown[0]["files"]] == ["van-ban-y-kien.pdf"] and shown[0]["answer"].startswith("Đất ở")

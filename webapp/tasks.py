@@ -7,12 +7,12 @@ from sqlalchemy import select
 from engine import catalog, clock, dossiers
 from engine.access import policy
 from engine.catalog.calendar import same_day_cutoff, working_calendar
-from engine.errors import DomainError
+from engine.errors import DomainError, InvalidInput
 from engine.reporting import deadlines, views
 from engine.store.models import Consultation, HumanTask, ProcedureVersion, Unit
 
 from . import db, forms, i18n
-from .common import bp, form_refusal, staff_required, visible
+from .common import bp, form_refusal, staff_required, uploaded_components, visible
 
 
 @bp.get("/hop-thu")
@@ -110,8 +110,12 @@ def consultation(actor, consultation_id):
     message, errors = None, {}
     if request.method == "POST":
         try:
+            attached, file_errors, _ = uploaded_components("tep-", ["y-kien"])
+            if file_errors:
+                raise InvalidInput("bad file", errors={"file": next(iter(file_errors.values()))})
             dossiers.answer_opinion(s, actor_id=actor.id, consultation_id=consultation_id,
-                                    answer=forms.parse(forms.AnswerForm, request.form)["answer"])
+                                    answer=forms.parse(forms.AnswerForm, request.form)["answer"],
+                                    files=[{k: f[k] for k in ("filename", "content", "content_type")} for f in attached])
         except DomainError as exc:
             message, errors = form_refusal(exc)
         else:

@@ -13,6 +13,7 @@ from engine.access import policy
 from engine.dossiers import aggregate
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, dossier_change
+from engine.dossiers.reception import store_files, validate_components
 from engine.errors import Conflict, ConsultationPending, DossierClosed, InvalidInput, NotFound, TaskNotReady
 from engine.store.models import OPEN_STATUSES, PROCESSING, RECEIVED, Consultation
 
@@ -64,8 +65,9 @@ def ask_opinions(session: Session, *, actor_id: int, task_id: str, unit_codes: l
 
 
 def answer_opinion(session: Session, *, actor_id: int, consultation_id: int, answer: str,
-                   now: datetime | None = None) -> Record:
-    """The consulted unit answers (a specialist or leader of that unit)."""
+                   files: list[dict] | None = None, now: datetime | None = None) -> Record:
+    """The consulted unit answers (a specialist or leader of that unit), with text and, if it wants,
+    files ({filename, content, content_type}) kept with the dossier as `YKIEN-<consultation id>`."""
     dossier_id = aggregate.part_dossier(session, Consultation, consultation_id)
     if dossier_id is None:
         raise NotFound(f"no consultation #{consultation_id}")
@@ -82,12 +84,21 @@ def answer_opinion(session: Session, *, actor_id: int, consultation_id: int, ans
         answer = str(answer or "").strip()
         if not answer:
             raise InvalidInput("write the unit's opinion", errors={"answer": "required"})
+        code = file_code(row.id)
+        attached = validate_components([{"code": code, "name": "Văn bản ý kiến", "required": False}],
+                                       [{**f, "code": code} for f in (files or [])], require_all=False)
         row.answered_at, row.answered_by_id, row.answer = change.now, change.actor.id, answer
         row.late = change.now > row.due_at
         change.save_part(Consultation, row)
+        stored = store_files(change, attached, "consultation") if attached else []
         change.audit("consultation_answered", step=row.step, consultation_id=row.id,
-                     unit=aggregate.unit_code(session, row.unit_id), late=row.late)
+                     unit=aggregate.unit_code(session, row.unit_id), late=row.late, files=stored)
     return row
+
+
+def file_code(consultation_id: int) -> str:
+    """The component code a consultation's answer files are kept under."""
+    return f"YKIEN-{consultation_id}"
 
 
 def _of_task(change: DossierChange, task_id: str) -> list[Record]:

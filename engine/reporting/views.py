@@ -258,10 +258,18 @@ def _consultation_rows(session: Session, *where) -> list[dict]:
     stmt = (select(Consultation, Dossier.code, Unit.code, Unit.name)
             .join(Dossier, Dossier.id == Consultation.dossier_id).join(Unit, Unit.id == Consultation.unit_id)
             .where(*where).order_by(Consultation.due_at, Consultation.id))
+    rows = session.execute(stmt).all()
+    codes = {f"YKIEN-{c.id}": c.id for c, *_ in rows}
+    attached: dict[int, list] = {}
+    if codes:
+        for f in session.scalars(select(DossierFile).where(DossierFile.component_code.in_(codes),
+                                                           DossierFile.purpose == "consultation")):
+            attached.setdefault(codes[f.component_code], []).append(f)
     return [{"id": c.id, "consultation": c, "dossier_code": code, "unit_code": ucode, "unit_name": uname,
+             "files": attached.get(c.id, []),
              "step": c.step, "content": c.content, "asked_at": c.asked_at, "due_at": c.due_at,
              "answered_at": c.answered_at, "answer": c.answer, "late": c.late}
-            for c, code, ucode, uname in session.execute(stmt).all()]
+            for c, code, ucode, uname in rows]
 
 
 def consultations_out(session: Session, ids: list[int]) -> list[dict]:

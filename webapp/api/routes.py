@@ -261,8 +261,10 @@ def my_consultations(actor):
 @login_required
 def answer_consultation(actor, consultation_id):
     data = body(s.AnswerIn)
+    attached = decode_files([{**f, "code": "y-kien"} for f in data["files"]], "files")
     row = dossiers.answer_opinion(db.session(), actor_id=actor.id, consultation_id=consultation_id,
-                                  answer=data["answer"])
+                                  answer=data["answer"],
+                                  files=[{k: f[k] for k in ("filename", "content", "content_type")} for f in attached])
     return answer(s.ConsultationOut, views.consultations_out(db.session(), [row.id])[0])
 
 

@@ -341,8 +341,14 @@ class ConsultIn(Schema):
     days = fields.Integer(required=True, strict=True)
 
 
+class AnswerFileIn(Schema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_base64 = fields.String(required=True, validate=validate.Length(min=1))
+
+
 class AnswerIn(Schema):
     answer = fields.String(required=True, validate=validate.Length(min=1, max=8000))
+    files = fields.List(fields.Nested(AnswerFileIn), load_default=list, validate=validate.Length(max=10))
 
 
 class ConsultationOut(Schema):
@@ -356,3 +362,4 @@ class ConsultationOut(Schema):
     answered_at = Aware(allow_none=True)
     answer = fields.String()
     late = fields.Boolean()
+    files = fields.List(fields.Nested(Schema.from_dict({"id": fields.Integer(), "filename": fields.String()})))

@@ -128,6 +128,8 @@ def test_a_dossier_received_at_the_commune_is_decided_by_the_department_and_come
     slip = control_slip(session, d.id)
     assert [(r.unit, r.unit_name) for r in slip] == [
         ("H40.1", "UBND xã Tân Lạc"), ("SXD", "Sở Xây dựng"), ("SXD", "Sở Xây dựng"), ("H40.1", "UBND xã Tân Lạc")]
+    # Each hand-over row names both units: where it came from and where it went.
+    assert [r.from_unit_name for r in slip] == [None, "UBND xã Tân Lạc", None, "Sở Xây dựng"]
     assert [t["unit_code"] for t in views.dossier_view(session, d.code)["timeline"]] == ["H40.1", "SXD", "SXD", "H40.1"]
 
 

@@ -32,6 +32,8 @@ class SlipRow:
     note: str
     result: str | None  # early | on_time | late (None while open)
     unit_name: str | None = None
+    from_unit: str | None = None   # liên thông: the unit that handed the dossier over to this step's unit
+    from_unit_name: str | None = None
 
 
 def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
@@ -39,8 +41,11 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
         select(AuditEvent).where(AuditEvent.dossier_id == dossier_id).order_by(AuditEvent.seq)).all()
     rows: dict[str, SlipRow] = {}
     last_actor, last_done = "Một cửa", None
+    handed: dict[str, str] = {}  # step → the unit it was handed over from (the handed_off event before it)
     for event in events:
-        if event.kind == "received":
+        if event.kind == "handed_off":
+            handed[event.step or ""] = event.data.get("from_unit")
+        elif event.kind == "received":
             last_actor = event.actor_name
         elif event.kind == "task_started":
             d = event.data
@@ -49,7 +54,8 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
             rows = {k: r for k, r in rows.items() if r.finished_at is not None or r.step != event.step}
             rows[d["task_id"]] = SlipRow(
                 task_id=d["task_id"], step=event.step or "", step_name=d["name"], role=d["role"], unit=d.get("unit"),
-                handed_at=event.at, clock_from=datetime.fromisoformat(d["started_at"]), giver=last_actor, receiver=None,
+                handed_at=event.at, clock_from=datetime.fromisoformat(d["started_at"]), giver=last_actor,
+                from_unit=handed.pop(event.step or "", None), receiver=None,
                 due_at=datetime.fromisoformat(d["due_at"]), finished_at=None, decision=None, note="", result=None,
             )
         elif event.kind == "task_completed":
@@ -81,9 +87,9 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
         elif event.kind == "supplement_received":
             last_actor = event.actor_name
     out = list(rows.values())
-    codes = {r.unit for r in out if r.unit}
+    codes = {r.unit for r in out if r.unit} | {r.from_unit for r in out if r.from_unit}
     if codes:
         names = dict(session.execute(select(Unit.code, Unit.name).where(Unit.code.in_(codes))).all())
         for r in out:
-            r.unit_name = names.get(r.unit)
+            r.unit_name, r.from_unit_name = names.get(r.unit), names.get(r.from_unit)
     return out

@@ -230,3 +230,16 @@ def test_admin_migration_screen_dry_run_then_move(ui, session, office):
     session.expire_all()
     from engine.store.models import Dossier
     assert session.get(Dossier, d.id).version_id == version.id
+
+
+def test_each_role_lands_on_its_own_start_page(ui, session, office):
+    """Issue #12 item 6: a manager starts on the dashboard, a designer in the designer, an admin in the
+    catalog; whoever works steps starts in the inbox."""
+    expected = {"mot_cua1": "/hop-thu", "chuyen_vien1": "/hop-thu", "manager1": "/bang-dieu-khien",
+                "designer1": "/thiet-ke", "admin1": "/quan-tri/thu-tuc"}
+    for username, page in expected.items():
+        client = ui.application.test_client()
+        token = csrf(client)
+        landed = client.post("/dang-nhap", data={"username": username, "password": "matkhau-123", "csrf_token": token})
+        assert landed.status_code == 302 and landed.headers["Location"].startswith(page), username
+        assert client.get("/").headers["Location"].startswith(page), username

@@ -9,13 +9,29 @@ from engine.access import ratelimit, tokens
 from engine.errors import DomainError
 
 from . import db
-from .common import bp, rollback
+from .common import bp, rollback, staff_required
+
+# Where each role starts its day when it holds no step-working role (issue #12 item 6).
+DESK_ROLES = {"mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"}
 
 
-def safe_next(target: str | None) -> str:
+def start_page(roles: set[str]) -> str:
+    """The inbox for whoever works steps; otherwise the dashboard (managers), the designer, the catalog."""
+    if roles & DESK_ROLES or not roles:
+        return url_for("ui.inbox")
+    if "manager" in roles:
+        return url_for("dashboard.dashboard")
+    if "designer" in roles:
+        return url_for("designer.index")
+    if "admin" in roles:
+        return url_for("admin.procedures")
+    return url_for("ui.inbox")
+
+
+def safe_next(target: str | None, roles: set[str] = frozenset()) -> str:
     if target and urlparse(target).netloc == "" and target.startswith("/") and not target.startswith("//"):
         return target
-    return url_for("ui.inbox")
+    return start_page(set(roles))
 
 
 @bp.route("/dang-nhap", methods=["GET", "POST"])
@@ -39,7 +55,7 @@ def login():
                 session.clear()
                 session["user_id"] = user.id
                 session.permanent = True
-                return redirect(safe_next(request.args.get("next")))
+                return redirect(safe_next(request.args.get("next"), {g.role for g in user.grants}))
     return render_template("login.html", error=error, username=request.form.get("username", "")), (401 if error else 200)
 
 
@@ -50,5 +66,6 @@ def logout():
 
 
 @bp.get("/")
-def home():
-    return redirect(url_for("ui.inbox"))
+@staff_required
+def home(actor):
+    return redirect(start_page({role for _, role in actor.grants}))

@@ -200,7 +200,7 @@ def _index2_by_unit(session: Session, start: date, end: date, filters: tuple, gr
     did the steps (liên thông: a department's late step scores against the department, not against the
     commune that received the dossier): for each dossier finished in the period and each unit that
     worked on it, the worst of that unit's steps (2 early, 1 on time, 0 late)."""
-    from engine.reporting.counters import FINISHED, POINTS, classify
+    from engine.reporting.counters import FINISHED, POINTS, worst
     from engine.store.models import HumanTask
 
     unit_ids, procedure_ids = filters
@@ -210,17 +210,25 @@ def _index2_by_unit(session: Session, start: date, end: date, filters: tuple, gr
         .where(Dossier.finished_on.between(start, end), Dossier.status.in_(FINISHED),
                HumanTask.completed_at.is_not(None), HumanTask.cancelled.is_(False),
                *_in(HumanTask.unit_id, unit_ids), *_in(Dossier.procedure_id, procedure_ids))).all()
-    worst: dict[tuple, int] = {}
-    for unit_id, dossier_id, procedure_id, done, due in rows:
-        key = {"unit": unit_id, "procedure": procedure_id}.get(group_by)
-        pair = (key, dossier_id, unit_id)
-        worst[pair] = min(worst.get(pair, 2), POINTS[classify(done, due)])
+    results = _step_results(({"unit": unit_id, "procedure": procedure_id}.get(group_by), dossier_id, unit_id, done, due)
+                            for unit_id, dossier_id, procedure_id, done, due in rows)
     for m in out.values():
         m["tt01_i2"] = m["tt01_i2_n"] = 0
-    for (key, _, _), points in worst.items():
+    for (key, _, _), steps in results.items():
         m = out.setdefault(key, _zero_counts())
-        m["tt01_i2"] += points
+        m["tt01_i2"] += POINTS[worst(steps)]
         m["tt01_i2_n"] += 1
+
+
+def _step_results(rows) -> dict[tuple, list[str]]:
+    """{(group, dossier, unit): early / on_time / late of each of that unit's steps on that dossier}, from
+    (group, dossier id, unit id, completed at, due at) rows: what index 2 takes the worst of."""
+    from engine.reporting.counters import classify
+
+    out: dict[tuple, list[str]] = {}
+    for group, dossier_id, unit_id, done, due in rows:
+        out.setdefault((group, dossier_id, unit_id), []).append(classify(done, due))
+    return out
 
 
 def _in(column, ids):
@@ -388,7 +396,7 @@ def steps_by_unit(session: Session, start: date, end: date, unit_ids: list[int])
     step is the department's, not the commune's that received the dossier): steps, late steps and TT
     01/2018 index 2 — per dossier and unit, the worst of that unit's steps (2 early, 1 on time, 0 late),
     averaged. Scope: steps done by `unit_ids`, or on dossiers received at `unit_ids`."""
-    from engine.reporting.counters import POINTS, classify
+    from engine.reporting.counters import POINTS, worst
     from engine.store.models import HumanTask
 
     lo = datetime.combine(start, time.min, tzinfo=VN_TZ)
@@ -398,21 +406,13 @@ def steps_by_unit(session: Session, start: date, end: date, unit_ids: list[int])
         .join(Dossier, Dossier.id == HumanTask.dossier_id)
         .where(HumanTask.completed_at >= lo, HumanTask.completed_at < hi, HumanTask.cancelled.is_(False),
                or_(HumanTask.unit_id.in_(unit_ids), Dossier.unit_id.in_(unit_ids)))).all()
-    worst: dict[tuple[int, int], int] = {}
     out: dict[int, dict] = {}
-    for unit_id, dossier_id, done, due in rows:
-        result = classify(done, due)
-        figures = out.setdefault(unit_id, {"unit_id": unit_id, "steps": 0, "late": 0})
-        figures["steps"] += 1
-        figures["late"] += result == "late"
-        key = (unit_id, dossier_id)
-        worst[key] = min(worst.get(key, 2), POINTS[result])
+    for (unit_id, _, _), steps in _step_results((u, d, u, done, due) for u, d, done, due in rows).items():
+        figures = out.setdefault(unit_id, {"unit_id": unit_id, "steps": 0, "late": 0, "points": []})
+        figures["steps"] += len(steps)
+        figures["late"] += steps.count("late")
+        figures["points"].append(POINTS[worst(steps)])
     names = dict(session.execute(select(Unit.id, Unit.code).where(Unit.id.in_(list(out)))).all()) if out else {}
-    for (unit_id, _), points in worst.items():
-        out[unit_id].setdefault("_points", []).append(points)
-    result = []
-    for unit_id, figures in sorted(out.items(), key=lambda kv: names.get(kv[0], "")):
-        points = figures.pop("_points", [])
-        result.append({**figures, "unit_code": names.get(unit_id),
-                       "tt01_i2": round(sum(points) / len(points), 2) if points else None})
-    return result
+    return [{**{k: v for k, v in figures.items() if k != "points"}, "unit_code": names.get(unit_id),
+             "tt01_i2": round(sum(figures["points"]) / len(figures["points"]), 2)}
+            for unit_id, figures in sorted(out.items(), key=lambda kv: names.get(kv[0], ""))]

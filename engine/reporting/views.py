@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.access import directory
+from engine.access import directory, policy
 from engine.access.actors import Actor
 from engine.clock import VN_TZ
 from engine.errors import NotFound
@@ -173,8 +173,8 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
         "open_tasks": open_tasks,
         "rating": session.scalar(select(ServiceRating).where(ServiceRating.dossier_id == dossier.id)),
         # Leaders who may sign form 04 when the desk records it; the withdrawal request for form 05.
-        "signers": sorted({h for unit in _holding(session, dossier) for h in directory.holders(session, unit, "lanh_dao")},
-                          key=lambda h: h[1]),
+        "signers": sorted({h for unit in policy.holding_units(session, dossier)
+                           for h in directory.holders(session, unit, "lanh_dao")}, key=lambda h: h[1]),
         "withdrawal": _withdrawal(session, dossier.id),
         # Notices to the applicant (e-mail, SMS) and where each stands (engine/notify).
         "notices": session.scalars(select(Notice).where(Notice.dossier_id == dossier.id).order_by(Notice.id)).all(),
@@ -184,11 +184,6 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
                     "late": sorted({r.step for r in steps if r.result == "late"}
                                    | {t.spec_name for t in open_tasks if t.due_at < now})},
     }
-
-
-def _holding(session: Session, dossier) -> set[int]:
-    from engine.access import policy
-    return policy.holding_units(session, dossier)
 
 
 def _withdrawal(session: Session, dossier_id: int) -> dict | None:
@@ -283,7 +278,6 @@ def consultations_of(session: Session, dossier_id: int) -> list[dict]:
 
 def pending_consultations(session: Session, actor: Actor) -> list[dict]:
     """Requests for an opinion waiting on the units where `actor` may answer them (their inbox)."""
-    from engine.access import policy
     units = policy.units_for(session, actor, "consultation.answer")
     if not units:
         return []

@@ -43,7 +43,7 @@ PERIOD = "tu=2026-11-01&den=2026-11-30"
 # --- the reviewed permission table, copied literally from engine/access/policy.py ---------------------
 REVIEWED_POLICY = {
     "dossier.receive": (Rule(("mot_cua",), "own"),),
-    "dossier.view": (Rule(None, "own"), Rule(("admin", "manager"), "oversight"), Rule(None, "involved")),
+    "dossier.view": (Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"), "own"), Rule(("manager",), "oversight"), Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"), "involved")),
     "task.complete": (Rule(None, "task"),),
     "task.assign": (Rule(("lanh_dao_phong", "lanh_dao"), "own"),),
     "task.claim": (Rule(None, "step"),),
@@ -54,7 +54,7 @@ REVIEWED_POLICY = {
     "consultation.answer": (Rule(("chuyen_vien", "lanh_dao_phong", "lanh_dao"), "own"),),
     "dossier.withdraw": (Rule(("mot_cua",), "own"),),
     "result.return": (Rule(("mot_cua",), "own"),),
-    "register.view": (Rule(None, "own"),),
+    "register.view": (Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu", "manager"), "own"),),
     "reports.view": (Rule(("manager", "admin", "lanh_dao"), "oversight"),),
     "dossier.migrate": (Rule(("admin",), "anywhere"),),
     "calendar.apply": (Rule(("admin",), "anywhere"),),
@@ -62,6 +62,9 @@ REVIEWED_POLICY = {
     "process.design": (Rule(("designer", "admin"), "anywhere"),),
     "bpmn.validate": (Rule(None, "anywhere"),),
 }
+
+
+DESK = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 
 
 def expected(permission: str, role: str, relation: str, step_role: str | None = None) -> bool:
@@ -72,8 +75,8 @@ def expected(permission: str, role: str, relation: str, step_role: str | None = 
     own_or_above = relation in ("own", "parent")     # OVERSIGHT
     if permission == "dossier.receive":
         return own and role == "mot_cua"
-    if permission == "dossier.view":
-        return own or (own_or_above and role in ("admin", "manager"))
+    if permission == "dossier.view":   # citizens' personal data: never a designer's or an administrator's
+        return (own and role in DESK) or (own_or_above and role == "manager")
     if permission in ("task.complete", "task.claim"):   # claim: STEP, whoever holds the step
         return own and role == step_role
     if permission == "task.assign":                     # a head of the step's unit
@@ -87,7 +90,7 @@ def expected(permission: str, role: str, relation: str, step_role: str | None = 
     if permission == "consultation.answer":
         return own and role in ("chuyen_vien", "lanh_dao_phong", "lanh_dao")
     if permission == "register.view":
-        return own
+        return own and role in DESK + ("manager",)
     if permission == "reports.view":
         return own_or_above and role in ("manager", "admin", "lanh_dao")
     if permission in ("dossier.migrate", "catalog.manage", "calendar.apply"):

@@ -68,6 +68,12 @@ def _period():
     return start, min(end, start + timedelta(days=3 * 366))
 
 
+def _personal(session, actor) -> set[int]:
+    """The units whose dossiers the caller may open: only there are applicants named (an administrator
+    overseeing the figures sees codes, not citizens)."""
+    return set(policy.units_for(session, actor, "dossier.view"))
+
+
 @bp.get("/bang-dieu-khien")
 @staff_required
 def dashboard(actor):
@@ -89,7 +95,7 @@ def dashboard(actor):
     late_opinions = views.late_consultations(s, unit_ids, clock.now())
     steps = metrics.steps_by_unit(s, start, end, unit_ids)
     peak = max([m["received"] for m in trend] + [1])
-    return render_template("dashboard.html", head=head, trend=trend, peak=peak, per_unit=per_unit,
+    return render_template("dashboard.html", personal=_personal(s, actor), head=head, trend=trend, peak=peak, per_unit=per_unit,
                            per_procedure=per_procedure, columns=COLUMNS, names=names, pnames=pnames, today=today,
                            start=start, end=end, unit_code=unit_code, codes=codes, procedure_code=procedure_code,
                            field=field, fields=fields, updated=clock.now(), late_opinions=late_opinions, steps=steps)
@@ -107,15 +113,17 @@ def drill_down(actor):
     scope = dict(unit_code=unit_code, procedure_code=request.args.get("thu-tuc") or None,
                  field=request.args.get("linh-vuc") or None)
     fmt = request.args.get("xuat")
+    personal = _personal(db.session(), actor)
     if fmt in ("csv", "xlsx"):
         rows, _ = metrics.dossier_list(db.session(), kind, start, end, limit=100_000, **scope)
         return table_response(fmt, f"{kind}-{unit_code}-{start:%Y%m%d}-{end:%Y%m%d}", KIND_LABELS[kind],
                               ["Mã hồ sơ", "Chủ hồ sơ", "Tiếp nhận", "Hẹn trả", "Giải quyết xong", "Kết quả", "Trạng thái"],
-                              [[d.code, d.applicant.get("name", ""), i18n.dt(d.received_at), i18n.dt(d.due_at),
+                              [[d.code, d.applicant.get("name", "") if d.unit_id in personal else "",
+                                i18n.dt(d.received_at), i18n.dt(d.due_at),
                                 i18n.dt(d.finished_at), i18n.RESULT[d.finish_result] if d.finish_result else "",
                                 i18n.STATUS[d.status]] for d in rows])
     rows, total = metrics.dossier_list(db.session(), kind, start, end, limit=50, offset=(page - 1) * 50, **scope)
-    return render_template("drilldown.html", rows=rows, total=total, kind=kind, label=KIND_LABELS[kind],
+    return render_template("drilldown.html", personal=personal, rows=rows, total=total, kind=kind, label=KIND_LABELS[kind],
                            start=start, end=end, unit_code=unit_code, page=page, pages=max(1, -(-total // 50)))
 
 

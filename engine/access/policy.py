@@ -29,6 +29,9 @@ ANY_ROLE = None
 
 MOT_CUA, CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO, VAN_THU = "mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"
 ADMIN, DESIGNER, MANAGER = "admin", "designer", "manager"
+# The roles that work dossiers. Citizens' personal data (names, ID numbers, phones, addresses) is seen by
+# these and by managers overseeing them; a designer or administrator holding no such role never sees it.
+DESK_ROLES = (MOT_CUA, CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO, VAN_THU)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Rule:
 POLICY: dict[str, tuple[Rule, ...]] = {
     # dossiers: the one-stop desk, the steps of the process, the agency's leader
     "dossier.receive": (Rule((MOT_CUA,), OWN),),
-    "dossier.view": (Rule(ANY_ROLE, OWN), Rule((ADMIN, MANAGER), OVERSIGHT), Rule(ANY_ROLE, INVOLVED)),
+    "dossier.view": (Rule(DESK_ROLES, OWN), Rule((MANAGER,), OVERSIGHT), Rule(DESK_ROLES, INVOLVED)),
     "task.complete": (Rule(ANY_ROLE, TASK),),
     # phân công: a head of the step's unit assigns (or reassigns) a step; a holder of its role claims it
     "task.assign": (Rule((LANH_DAO_PHONG, LANH_DAO), OWN),),
@@ -54,7 +57,7 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "consultation.answer": (Rule((CHUYEN_VIEN, LANH_DAO_PHONG, LANH_DAO), OWN),),
     "dossier.withdraw": (Rule((MOT_CUA,), OWN),),
     "result.return": (Rule((MOT_CUA,), OWN),),
-    "register.view": (Rule(ANY_ROLE, OWN),),
+    "register.view": (Rule(DESK_ROLES + (MANAGER,), OWN),),
     # oversight
     "reports.view": (Rule((MANAGER, ADMIN, LANH_DAO), OVERSIGHT),),
     # administration

@@ -25,6 +25,9 @@ from engine.store import schema
 from engine.store.db import make_engine, make_sessionmaker
 
 ROOT = Path(__file__).resolve().parent.parent
+# The audit chains' key (engine/config.audit_key): one fixed key for the tests and the processes they
+# start, which may run on PostgreSQL, where an instance refuses to work without one.
+os.environ.setdefault("MOTCUA_AUDIT_KEY", "tests-only-audit-key-0123456789abcdef")
 PG_URL = os.environ.get("MOTCUA_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 KEEP_TABLES = {"roles", "alembic_version"}
 
@@ -140,18 +143,23 @@ def vn(*args) -> datetime:
     return datetime(*args, tzinfo=VN_TZ)
 
 
+STAFF_NAMES = {"mot_cua": "Lê Thị Hoa", "chuyen_vien": "Phạm Minh Tuấn", "lanh_dao_phong": "Đỗ Thu Hà",
+               "lanh_dao": "Vũ Quang Huy", "van_thu": "Ngô Thị Lan", "admin": "Hoàng Văn Nam",
+               "designer": "Đặng Thị Mai", "manager": "Bùi Đức Long"}
+
+
 @pytest.fixture
 def office(session) -> Office:
     """A commune office with one user per role, another commune, and the shipped procedures."""
     directory.add_unit(session, "H40.1", "UBND xã Tân Lạc")
     directory.add_unit(session, "H40.2", "UBND xã Mường Bi")
     users = {}
-    for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
-        users[role] = directory.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
-    for role in ("admin", "designer", "manager"):
-        users[role] = directory.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)]).id
-    users["other_chuyen_vien"] = directory.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")]).id
-    users["other_mot_cua"] = directory.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")]).id
+    for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu", "admin", "designer", "manager"):
+        users[role] = directory.add_user(session, f"{role}1", "matkhau-123", [("H40.1", role)], STAFF_NAMES[role]).id
+    users["other_chuyen_vien"] = directory.add_user(session, "cv_khac", "matkhau-123", [("H40.2", "chuyen_vien")],
+                                                    "Lò Văn Sơn").id
+    users["other_mot_cua"] = directory.add_user(session, "mc_khac", "matkhau-123", [("H40.2", "mot_cua")],
+                                                "Quàng Thị Mơ").id
     catalog.load_processes(session, ROOT / "processes", actor_id=None)
     session.commit()
     return Office("H40.1", users)

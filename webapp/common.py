@@ -57,9 +57,12 @@ def inject():
 
 
 def error_text(exc: DomainError) -> str:
-    text = i18n.ERROR.get(exc.code, i18n.ERROR["invalid_input"] if isinstance(exc, InvalidInput) else exc.message)
+    """The Vietnamese sentence for a refusal: never the engine's English message, never a code (each
+    component in question is marked next to its own field)."""
+    text = i18n.ERROR.get(exc.code, i18n.ERROR["invalid_input"] if isinstance(exc, InvalidInput)
+                          else i18n.ERROR["domain_error"])
     if exc.code == "missing_components" and exc.errors:
-        text += " " + "; ".join(k.split(".", 1)[1] for k in exc.errors)
+        text += f" Còn thiếu {len(exc.errors)} thành phần, đánh dấu bên dưới."
     return text
 
 

@@ -1,6 +1,7 @@
 """Vietnamese labels and messages of the staff and citizen screens (UX.md glossary)."""
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from engine.clock import VN_TZ, now
@@ -21,6 +22,8 @@ DECISION = {
 }
 DECISION_DONE = {"approve": "Chuyển xử lý", "return": "Trả lại", "request_supplement": "Yêu cầu bổ sung",
                  "refuse": "Từ chối"}
+COUNTER_KIND = {"guidance": "Phiếu yêu cầu bổ sung, hoàn thiện hồ sơ (mẫu 02)",
+                "refusal": "Phiếu từ chối tiếp nhận hồ sơ (mẫu 03)"}
 CHANNEL = {"counter": "Trực tiếp", "online": "Trực tuyến", "post": "Qua bưu chính công ích"}
 RESULT = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn", None: "Đang xử lý"}
 RETURNED_VIA = {"counter": "Trực tiếp", "post": "Bưu chính", "online": "Trực tuyến"}
@@ -40,6 +43,15 @@ ERROR = {
     "invalid_input": "Thông tin chưa hợp lệ; vui lòng kiểm tra các ô được đánh dấu.",
     "procedure_not_accepting": "Thủ tục này hiện không tiếp nhận hồ sơ (căn cứ pháp lý hết hiệu lực hoặc chưa có "
                                "quy trình có hiệu lực).",
+    "bpmn_invalid": "Tệp quy trình (BPMN) không hợp lệ: xem danh sách lỗi bên dưới.",
+    "version_immutable": "Phiên bản đã công bố không được sửa: hãy tạo phiên bản mới.",
+    "bad_credentials": "Tên đăng nhập hoặc mật khẩu không đúng.",
+    "bad_request": "Yêu cầu không hợp lệ.",
+    "nul_character": "Nội dung gửi lên chứa ký tự không hợp lệ (ký tự NUL).",
+    "invalid_unicode": "Nội dung gửi lên chứa ký tự không hợp lệ (mã Unicode hỏng).",
+    "json_too_deep": "Dữ liệu gửi lên lồng nhau quá sâu.",
+    "number_out_of_range": "Số gửi lên vượt quá giới hạn cho phép.",
+    "domain_error": "Không thực hiện được thao tác này với hồ sơ ở trạng thái hiện tại.",
     "workflow_error": "Quy trình xử lý gặp lỗi; vui lòng báo quản trị hệ thống.",
     "already_rated": "Hồ sơ này đã được đánh giá.",
     "idempotency_key_reused": "Yêu cầu trùng với một yêu cầu trước nhưng nội dung khác.",
@@ -51,6 +63,12 @@ ERROR = {
                             "trả lời hoặc đã hết hạn xin ý kiến.",
     "consultation_answered": "Yêu cầu xin ý kiến này đã được trả lời.",
     "task_taken": "Bước này đã được giao cho người khác; chỉ Lãnh đạo đơn vị mới phân công lại được.",
+    "intake_not_forwardable": "Quy trình của thủ tục này không cho phép tiếp nhận và chuyển xử lý cùng lúc (bước đầu "
+                              "tiên không phải bước tiếp nhận của Bộ phận một cửa). Chưa tiếp nhận hồ sơ: hãy chọn "
+                              "\u201cTiếp nhận và in giấy hẹn\u201d rồi chuyển xử lý trong hộp thư.",
+    "counter_guidance_repeated": "Công dân này đã được hướng dẫn bổ sung hồ sơ của thủ tục này tại quầy. Pháp luật chỉ "
+                                 "cho phép hướng dẫn một lần, đầy đủ (Nghị định 118/2025/NĐ-CP, Điều 11).",
+    "result_required": "Bước này phải ghi nhận kết quả giải quyết khi chuyển tiếp: kiểm tra các ô được đánh dấu.",
     "district_level_abolished": "Cấp huyện đã kết thúc hoạt động từ ngày 01/07/2025: chuyển thủ tục sang cấp xã hoặc "
                                 "cấp tỉnh trước khi công bố phiên bản có hiệu lực sau ngày này.",
 }
@@ -82,19 +100,42 @@ ITEM_FIELD = {
 }
 
 
+# The result document a step records (engine/dossiers/results.py): the engine's reason → the sentence shown.
+RESULT_FIELD = {
+    "result.file": (("attach", "Đính kèm văn bản kết quả đã ký (tệp PDF)."),
+                    ("empty", "Tệp văn bản kết quả rỗng: hãy chọn lại tệp."),
+                    ("larger", "Tệp văn bản kết quả lớn hơn 20 MB."),
+                    ("incomplete", "Tệp PDF không đầy đủ (có thể bị cắt khi tải lên): hãy tải lên lại."),
+                    ("not a PDF", "Văn bản kết quả phải là tệp PDF (bản đã ký); tệp đã chọn không phải PDF."),
+                    ("file name", "Tên tệp không hợp lệ.")),
+    "result.number": (("required", "Nhập số văn bản (số quyết định, số giấy phép…)."),
+                      ("at most", "Số văn bản tối đa 64 ký tự, không chứa ký tự điều khiển.")),
+    "result.signed_on": (("required", "Nhập ngày ký văn bản."),
+                         ("future", "Ngày ký không được sau ngày hôm nay."),
+                         ("before", "Ngày ký không được trước ngày tiếp nhận hồ sơ."),
+                         ("date", "Ngày ký không đúng dạng ngày.")),
+}
+
+
 def field_message(key: str, fallback: str) -> str:
     if key in FIELD:
         return FIELD[key]
+    if key.startswith("result."):
+        if "does not record" in fallback or "only when" in fallback:
+            return "Bước này (hoặc thao tác này) không ghi nhận thông tin kết quả này."
+        return next((text for cue, text in RESULT_FIELD.get(key, ()) if cue in fallback),
+                    "Thông tin kết quả giải quyết chưa hợp lệ.")
     if key.startswith("items."):
         return ITEM_FIELD.get(key.rsplit(".", 1)[-1], "Chọn thành phần hồ sơ cần bổ sung và ghi rõ cần sửa gì.")
     if key.startswith("components."):
-        code = key.split(".")[1]
         if "missing" in fallback:
             return "Thiếu tệp quét của thành phần bắt buộc này."
         if "not a component" in fallback:
-            return f"Thành phần {code} không có trong danh mục của thủ tục."
+            return "Thành phần này không có trong danh mục của thủ tục."
         return "Tệp không hợp lệ: chỉ nhận PDF, JPEG, PNG hoặc DOCX, tối đa 20 MB, không rỗng."
-    return fallback
+    if key == "components":
+        return "Hãy đính kèm ít nhất một tệp giấy tờ bổ sung."
+    return "Giá trị chưa hợp lệ, vui lòng kiểm tra lại."   # never the engine's English text
 
 
 def dt(value: datetime | None) -> str:
@@ -129,3 +170,53 @@ def remaining(due: datetime | None, reference: datetime | None = None, calendar=
     if days == 1:
         return "Còn 1 ngày làm việc", "soon"
     return (f"Còn {round(hours)} giờ làm việc" if hours >= 1 else "Còn dưới 1 giờ làm việc"), "soon"
+
+
+# The step-duration grammar the engine accepts (engine/workflow/workcal.py): PnD, PTnH, PTnM, PnDTnH…
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?)?$")
+
+
+def number(value: float) -> str:
+    """4 → '4', 1.5 → '1,5' (Vietnamese decimal comma), at most three decimals."""
+    return f"{value:.3f}".rstrip("0").rstrip(".").replace(".", ",")
+
+
+def duration(text: str | None) -> str:
+    """A step's ISO 8601 working-time duration in words, the one form people read:
+    'PT4H' → '4 giờ làm việc', 'P2D' → '2 ngày làm việc', 'P1DT4H' → '1 ngày 4 giờ làm việc',
+    'PT30M' → '30 phút làm việc'. The designer's panel (static/modeler.js) says the same."""
+    if not text or not str(text).strip():
+        return "Chưa có thời hạn"
+    iso = str(text).strip().upper()
+    m = _ISO_DURATION.match(iso)
+    if not m or iso in ("P", "PT") or iso.endswith("T"):
+        return f"«{text}» (thời hạn không đúng dạng)"
+    parts = [f"{number(float(m.group(group)))} {unit}" for group, unit in
+             (("days", "ngày"), ("hours", "giờ"), ("minutes", "phút")) if m.group(group) and float(m.group(group))]
+    return " ".join(parts or ["0 giờ"]) + " làm việc"
+
+
+def fixed(value: float | int | None, digits: int = 1) -> str:
+    """A number with `digits` decimals as Vietnamese writes it: comma for decimals, dot between thousands (1.234,5)."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def percent(rate: float | None, empty: str = "Không có") -> str:
+    """A rate 0..1 as a Vietnamese percentage: 100,0 %."""
+    return empty if rate is None else f"{fixed(rate * 100, 1)} %"
+
+
+def component_label(code: str, components=()) -> str:
+    """What a person reads for a file's component: its name in the procedure, never its code."""
+    for c in components or ():
+        if c.get("code") == code:
+            return c.get("name") or "Thành phần hồ sơ"
+    if code == "KETQUA":
+        return "Văn bản kết quả"
+    if code.startswith("YKIEN-"):
+        return "Ý kiến đơn vị phối hợp"
+    return "Tài liệu khác"

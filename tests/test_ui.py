@@ -208,6 +208,10 @@ def test_admin_catalog_screens_publish_retire_expire_and_import(ui, session, off
     bad = admin.post("/quan-tri/thu-tuc/nhap", data={"csrf_token": token, "catalog": (io.BytesIO(b"[{}]"), "x.json")},
                      content_type="multipart/form-data", follow_redirects=True)
     assert "Danh mục không thay đổi" in bad.get_data(as_text=True)
+    for hostile in (b"[" * 100_000 + b"]" * 100_000, b'[{"code": "1.0\\u0000"}]', b'[{"n": 1e999}]'):
+        r = admin.post("/quan-tri/thu-tuc/nhap", data={"csrf_token": token, "catalog": (io.BytesIO(hostile), "x.json")},
+                       content_type="multipart/form-data", follow_redirects=True)
+        assert r.status_code == 200 and "Tệp danh mục phải là JSON" in r.get_data(as_text=True)
 
 
 def test_admin_migration_screen_dry_run_then_move(ui, session, office):

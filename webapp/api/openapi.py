@@ -27,9 +27,14 @@ OPERATIONS = [
      s.DossierCreated, False, [401, 403, 404, 409, 413, 422]),
     ("get", "/dossiers/{code}", "A dossier with its tasks, supplements, apologies and timeline", True, None, 200,
      s.DossierOut, False, [401, 404]),
+    ("get", "/dossiers/{code}/audit", "The dossier's audit log, every event in order, and whether its hash chain "
+     "is intact (`first_bad_seq` and `reason` name the first event that is wrong); for whoever may see the dossier",
+     True, None, 200, s.AuditOut, False, [401, 404]),
     ("get", "/tasks", "The caller's open tasks", True, None, 200, s.TaskOut, True, [401]),
-    ("post", "/tasks/{task_id}/complete", "Complete a step with a decision", True, s.CompleteIn, 200, s.CompleteOut,
-     False, [401, 403, 404, 409, 422]),
+    ("post", "/tasks/{task_id}/complete", "Complete a step with a decision; a step whose diagram sets `result` "
+     "records the result document when it approves (`result`: the signed PDF as base64, its number and signing "
+     "date), else 422 result_required naming each missing field (result.file, result.number, result.signed_on)",
+     True, s.CompleteIn, 200, s.CompleteOut, False, [401, 403, 404, 409, 413, 422]),
     ("post", "/tasks/{task_id}/assign", "Assign (or reassign) an open step to a holder of its role in its unit "
      "(phân công, a head of that unit); audited; then only the assignee may complete it", True, s.AssignIn, 200,
      s.TaskOut, False, [401, 403, 404, 409, 422]),
@@ -45,6 +50,12 @@ OPERATIONS = [
      [401, 403, 404, 409, 422]),
     ("post", "/dossiers/{code}/return-result", "Hand over the result", True, s.ReturnIn, 200, s.StatusOut, False,
      [401, 403, 404, 409, 422]),
+    ("post", "/counter-notices", "At the counter, a dossier not received: guidance to complete it, once (form 02), or a "
+     "refusal with reasons (form 03); recorded and numbered, no dossier created; 409 counter_guidance_repeated when "
+     "the applicant was already guided for this procedure at this unit", True, s.CounterNoticeIn, 201,
+     s.CounterNoticeOut, False, [401, 403, 404, 409, 422]),
+    ("get", "/counter-notices/{notice_id}", "A counter notice (the issuing unit's staff)", True, None, 200,
+     s.CounterNoticeOut, False, [401, 404]),
     ("get", "/public/dossiers/{code}", "Citizen look-up by code and ID number (no login, rate-limited)", False,
      None, 200, s.PublicDossier, False, [404, 422, 429]),
     ("get", "/metrics", "QĐ 766 progress figures (manager, admin)", True, None, 200, s.MetricsOut, False,
@@ -79,7 +90,7 @@ def spec() -> dict:
     for method, path, summary, auth, req, status, resp, many, errors in OPERATIONS:
         op: dict = {"summary": summary, "responses": {}}
         params = [{"name": name[1:-1], "in": "path", "required": True,
-                   "schema": {"type": "integer" if name == "{number}" else "string"}}
+                   "schema": {"type": "integer" if name in ("{number}", "{notice_id}") else "string"}}
                   for name in path.split("/") if name.startswith("{")]
         params += PARAMS.get(path, [])
         if params:
@@ -89,7 +100,8 @@ def spec() -> dict:
                                  "content": {"application/json": {"schema": req}}}
         schema = {"type": "array", "items": resp} if many else resp
         op["responses"][str(status)] = {"description": "success", "content": {"application/json": {"schema": schema}}}
-        generic = [400, 413, 415] if req is not None else []
+        # any request may be refused as hostile input (NUL or a lone surrogate in the path or query: 400)
+        generic = [400] + ([413, 415] if req is not None else [])
         generic += [401] if auth else []
         for code in sorted(set(errors + generic + [500])):
             op["responses"][str(code)] = {"description": "problem", "content": PROBLEM}

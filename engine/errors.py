@@ -95,7 +95,18 @@ class BpmnInvalid(InvalidInput):
 
 
 class WorkflowError(DomainError):
-    """The process itself failed (e.g. a gateway condition matched nothing)."""
+    """The process could not go on from this step (e.g. no gateway condition matched the data, a script
+    divided by zero): the change is refused whole and nothing is written. A 422, not a 500: the request
+    was understood and the server is sound; the step cannot be completed with this data in this process."""
 
     code = "workflow_error"
-    http_status = 500
+    http_status = 422
+
+
+class StepLimitExceeded(WorkflowError):
+    """A step of the process went past a bound of the engine (an expression or script too slow or too
+    large, a working-time count out of range, the dossier's state over its cap): the step fails and the
+    dossier is unchanged. 422: a designer must change the process or the data sent must be smaller."""
+
+    code = "step_limit_exceeded"
+    http_status = 422

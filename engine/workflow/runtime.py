@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
 
 from engine import clock
+from engine.errors import StepLimitExceeded
 from engine.workflow import safe_eval
 from engine.workflow.workcal import WorkingCalendar
 
@@ -39,6 +41,15 @@ SUPPORTED_SPIFF_VERSION = "3.2.0"
 # The workarounds below are measured against this exact release (tests/test_runtime.py checks it).
 
 RESERVED_IDS = frozenset({"Start", "End"})
+
+# The largest serialized state of one dossier's instance (checked by `Instance.dump`, which every write of
+# a dossier goes through). A 10-step procedure mid-run is ≈ 30 KB; 1 MB is ≈ 400 loop-backs.
+MAX_STATE_BYTES = safe_eval.MAX_VALUE_BYTES
+# Automatic steps (scripts, gateways, events) one action may run, and its wall-clock backstop: a loop of
+# script tasks (`i += 1` until a gateway lets it out) would otherwise run until SpiffWorkflow loses sight of
+# the task tree (≈ 500 rounds, 4 s; SPIFF-NOTES: get_tasks stops at depth 1000) and call it completed.
+MAX_AUTOMATIC_STEPS = 200
+MAX_ACTION_SECONDS = 5.0
 
 
 class RuntimeFailure(Exception):
@@ -89,11 +100,16 @@ class SafeEnvironment(BasePythonScriptEngineEnvironment):
         }
 
     def _working_days(self, n) -> str:
-        seconds = float(n) * self.calendar.day_seconds
-        return self.calendar.add_working_time(clock.now(), seconds).isoformat()
+        return self._add(safe_eval.argument_in_range("working_days", n) * self.calendar.day_seconds)
 
     def _working_hours(self, n) -> str:
-        return self.calendar.add_working_time(clock.now(), float(n) * 3600).isoformat()
+        return self._add(safe_eval.argument_in_range("working_hours", n) * 3600)
+
+    def _add(self, seconds: float) -> str:
+        try:
+            return self.calendar.add_working_time(clock.now(), seconds).isoformat()
+        except ValueError as exc:  # beyond workcal.MAX_WORKING_DAYS on a calendar with short days
+            raise safe_eval.LimitExceeded(str(exc)) from None
 
     def evaluate(self, expression, context, external_context=None):
         names = {**(external_context or {}), **context}
@@ -180,6 +196,63 @@ def parse(root, process_id: str) -> ParsedProcess:
     return ParsedProcess(process_id=process_id, spec_json=spec_json, spec_hash=spec_hash)
 
 
+class _StepBudget:
+    """Called by Spiff before each automatic step of one action: refuses past the action's budget."""
+
+    def __init__(self):
+        self.steps = 0
+        self.deadline = time.monotonic() + MAX_ACTION_SECONDS
+
+    def __call__(self, task) -> None:
+        self.steps += 1
+        if self.steps > MAX_AUTOMATIC_STEPS:
+            reason = f"one action ran more than {MAX_AUTOMATIC_STEPS:,} automatic steps (a loop without a way out?)"
+        elif time.monotonic() > self.deadline:
+            reason = f"one action ran for more than {MAX_ACTION_SECONDS:g} s"
+        else:
+            return
+        exc = safe_eval.LimitExceeded(reason)
+        exc.task_spec = task.task_spec
+        raise exc
+
+
+def _limit_in(exc: BaseException | None) -> safe_eval.LimitExceeded | None:
+    """The LimitExceeded behind `exc` (Spiff wraps what an expression raises in WorkflowTaskException)."""
+    for _ in range(8):
+        if exc is None or isinstance(exc, safe_eval.LimitExceeded):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _failure(exc: Exception, task_spec=None) -> Exception:
+    """What a failed action raises: StepLimitExceeded (a clean 4xx, naming the step) when a bound of the
+    evaluator was reached, else ProcessFailed. The step is the one whose expression failed, if Spiff says."""
+    spec = getattr(exc, "task_spec", None) or task_spec
+    element = getattr(spec, "name", None) or getattr(exc, "id", None)
+    limit = _limit_in(exc)
+    if limit is None:
+        return ProcessFailed(_first_line(exc), element)
+    return _limit_failure(spec, element, str(limit))
+
+
+def _limit_failure(spec, element: str | None, reason: str) -> StepLimitExceeded:
+    name = getattr(spec, "bpmn_name", None) or element
+    where = f"step '{name}' ({element})" if name and name != element else f"step '{element}'"
+    return StepLimitExceeded(f"{where} went past a limit of the process engine: {reason}; nothing was changed",
+                             step=element)
+
+
+def _check_input(data, what: str, task_spec) -> None:
+    """Data put into the instance from outside (a form, a message, the initial data) fits in a state."""
+    try:
+        safe_eval.measure(data, MAX_STATE_BYTES)
+    except safe_eval.LimitExceeded as exc:
+        name = getattr(task_spec, "name", None)
+        raise _limit_failure(task_spec, name, f"{what} is too large: {exc}") if name else \
+            StepLimitExceeded(f"{what} is too large for the process: {exc}; nothing was changed") from None
+
+
 def _first_line(exc) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -211,10 +284,12 @@ class Instance:
     def __init__(self, workflow: BpmnWorkflow, calendar: WorkingCalendar):
         self.workflow = workflow
         self.workflow.script_engine = PythonScriptEngine(environment=SafeEnvironment(calendar))
+        self._acted = None  # the spec of the step the action completed or delivered to (for errors)
 
     # lifecycle
     @classmethod
     def start(cls, spec_hash: str, load_json: Callable[[str], str], calendar: WorkingCalendar, data: dict) -> Instance:
+        _check_input(data, "the initial data", None)
         ensure_spec(spec_hash, load_json)
         spec, subprocess_specs = _SPECS[spec_hash]
         workflow = BpmnWorkflow(spec, subprocess_specs)
@@ -233,7 +308,17 @@ class Instance:
         return cls(workflow, calendar)
 
     def dump(self) -> str:
-        return _SERIALIZER.serialize_json(self.workflow)
+        """The state to store; StepLimitExceeded when it is larger than MAX_STATE_BYTES. (Values cannot
+        explode on the way here: evaluations and the data put in are measured, safe_eval.Meter.)"""
+        state = _SERIALIZER.serialize_json(self.workflow)
+        size = len(state) if state.isascii() else len(state.encode())
+        if size > MAX_STATE_BYTES:
+            spec = self._acted
+            after = f"after step '{spec.bpmn_name or spec.name}' ({spec.name})" if spec else "after a timer fired"
+            raise StepLimitExceeded(
+                f"the dossier's process state would grow to {size:,} bytes {after}, more than the limit of "
+                f"{MAX_STATE_BYTES:,} bytes; nothing was changed", step=spec.name if spec else None)
+        return state
 
     # questions
     def _all_tasks(self):
@@ -341,11 +426,13 @@ class Instance:
         task = next((t for t in self._all_tasks() if str(t.id) == task_id), None)
         if task is None or task.state != TaskState.READY or not task.task_spec.manual:
             raise NotWaiting(f"task {task_id} is not ready")
+        self._acted = task.task_spec
+        _check_input(data, "the data sent", task.task_spec)
         task.data.update(data)
         try:
             task.run()
         except (SpiffWorkflowException, safe_eval.UnsafeExpression) as exc:
-            raise ProcessFailed(_first_line(exc), task.task_spec.name) from None
+            raise _failure(exc, task.task_spec) from None
         self._engine_steps()
 
     def deliver_message(self, name: str, payload: dict) -> None:
@@ -353,27 +440,31 @@ class Instance:
         if waiter is None:
             raise NotWaiting(f"the process is not waiting for message '{name}'")
         event = waiter.task_spec.event_definition
+        self._acted = waiter.task_spec
+        _check_input(payload, "the message", waiter.task_spec)
         try:
             self.workflow.send_event(BpmnEvent(event, payload))
         except WorkflowException as exc:
+            if _limit_in(exc) is not None:
+                raise _failure(exc, waiter.task_spec) from None
             raise NotWaiting(_first_line(exc)) from None
         self._engine_steps()
 
     def fire_timers(self) -> None:
         """Fire every timer due at `clock.now()` and run what follows."""
+        self._acted = None
         try:
             self.workflow.refresh_timers()
         except (SpiffWorkflowException, safe_eval.UnsafeExpression) as exc:
-            raise ProcessFailed(_first_line(exc)) from None
+            raise _failure(exc) from None
         self._engine_steps()
 
     def _engine_steps(self) -> None:
         try:
-            self.workflow.do_engine_steps()
+            self.workflow.do_engine_steps(will_complete_task=_StepBudget())
             self._check_stuck()
         except (SpiffWorkflowException, safe_eval.UnsafeExpression) as exc:
-            element = getattr(getattr(exc, "task_spec", None), "name", None) or getattr(exc, "id", None)
-            raise ProcessFailed(_first_line(exc), element) from None
+            raise _failure(exc) from None
 
     def _check_stuck(self) -> None:
         # SPIFF-NOTES: a gateway whose conditions all fail (or name a missing variable) is left in

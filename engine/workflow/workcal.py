@@ -20,6 +20,10 @@ import holidays
 from engine.clock import VN_TZ
 
 DEFAULT_OFFICE_HOURS = ((time(7, 30), time(11, 30)), (time(13, 0), time(17, 0)))
+# The longest period of working time the calendar adds: ten years of working days. Every addition walks
+# the days one by one, so an unbounded count (a timer's working_days(1000000)) would run for seconds.
+MAX_WORKING_DAYS = 3650
+MAX_WORKING_HOURS = MAX_WORKING_DAYS * 8  # working_hours(): ten years of standard eight-hour days
 
 _DURATION = re.compile(
     r"^P(?:(?P<days>\d+(?:\.\d+)?)D)?(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?)?$"
@@ -142,6 +146,8 @@ class WorkingCalendar:
         """The n-th working day after `day` (`day` itself not counted); n=0 → first working day on/after."""
         if n < 0:
             raise ValueError("n must be >= 0")
+        if n > MAX_WORKING_DAYS:
+            raise ValueError(f"{n} working days is more than the limit of {MAX_WORKING_DAYS}")
         if n == 0:
             return self.working_day_on_or_after(day)
         for _ in range(n):
@@ -214,6 +220,8 @@ class WorkingCalendar:
         """`moment` plus `seconds` of office time. Ending exactly at a closing time stays there."""
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
+        if not seconds <= MAX_WORKING_DAYS * self.day_seconds:  # NaN too
+            raise ValueError(f"{seconds:g} s of working time is more than the limit of {MAX_WORKING_DAYS} working days")
         if seconds == 0:
             return moment.astimezone(timezone.utc)
         remaining = timedelta(seconds=seconds)

@@ -14,12 +14,14 @@ from sqlalchemy import select
 from engine import clock, dossiers
 from engine.access import policy
 from engine.catalog import list_procedures
+from engine.dossiers import audit
 from engine.errors import DomainError, InvalidInput
 from engine.reporting import views
 from engine.store import files
 from engine.store.models import DossierFile, ProcedureVersion, SupplementRequest, Unit
 
 from . import db, forms, i18n
+from .admin import audit_problem_vi
 from .common import bp, form_refusal, staff_required, uploaded_components, visible
 from .exports import table_response
 
@@ -29,7 +31,14 @@ from .exports import table_response
 def dossier_page(actor, code):
     dossier = visible(actor, code)
     return render_template("dossier.html", dossier=dossier, message=None, errors={},
+                           audit_problem=audit_problem(dossier),
                            **views.dossier_page(db.session(), dossier, clock.now()))
+
+
+def audit_problem(dossier) -> str | None:
+    """What is wrong with the dossier's audit log (its first bad event), in Vietnamese; None when intact."""
+    check = audit.check_chain(db.session(), dossier.id)
+    return None if check.intact else audit_problem_vi(check)
 
 
 @bp.get("/ho-so/<code>/quy-trinh.bpmn")
@@ -66,7 +75,8 @@ def dossier_action(code: str, action):
         dossier = visible(actor, code)
         ctx = views.dossier_page(db.session(), dossier, clock.now())
         ctx["markers"] = {"done": [], "current": [], "late": []}
-        return render_template("dossier.html", dossier=dossier, message=message, errors=errors, **ctx), 422
+        return render_template("dossier.html", dossier=dossier, message=message, errors=errors,
+                               audit_problem=audit_problem(dossier), **ctx), 422
     return redirect(url_for("ui.dossier_page", code=code))
 
 

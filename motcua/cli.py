@@ -95,24 +95,53 @@ def timers_group():
 
 
 @timers_group.command("run")
-@click.option("--now", "now_text", default=None, help="ISO time to run at (default: the real clock)")
+@click.option("--now", "now_text", default=None, help="ISO time to run at (default: the real clock; implies --once)")
 @click.option("--once", is_flag=True, help="sweep once and exit")
-@click.option("--interval", default=30.0, show_default=True, help="seconds between sweeps")
+@click.option("--interval", default=None, type=click.FloatRange(min=0.01, max=60.0),
+              help="longest wait between two looks at the database: the poll on SQLite (default 1 s); on "
+                   "PostgreSQL, where changes wake the worker at once, a safety re-read (default 60 s)")
 def timers_run(now_text, once, interval):
-    """Fire due BPMN timers and flag overdue dossiers and late steps."""
-    import time
+    """Fire due BPMN timers and flag overdue dossiers, late steps and unanswered supplement requests.
+    Without --once: a worker that sleeps until the next due time and stops cleanly on SIGTERM or Ctrl-C
+    (the batch in hand is committed first)."""
+    import os
+    import signal
 
+    from engine.dossiers.timer_worker import CHANNEL, TimerWorker
+
+    _require_audit_key()
     factory = _factory()
-    while True:
+    if once or now_text:
         now = clock.aware(datetime.fromisoformat(now_text)) if now_text else clock.now()
-        report = timers.run_once(factory, now)
-        click.echo(f"{now.isoformat()}: {report.timers_fired} timers fired, {report.dossiers_overdue} dossiers "
-                   f"overdue, {report.steps_late} steps late")
-        for failure in report.failures:
-            click.echo(f"  failed: {failure}", err=True)
-        if once or now_text:
-            return
-        time.sleep(interval)
+        _echo_sweep(now, timers.run_once(factory, now))
+        return
+    worker = TimerWorker(factory, max_sleep=interval, on_report=_echo_sweep)
+    how = (f"woken by notices on {CHANNEL}, re-reading at least every {worker.max_sleep:g} s"
+           if worker.listener is not None else f"polling every {worker.max_sleep:g} s")
+    click.echo(f"timer worker started ({how}); SIGTERM or Ctrl-C stops it", err=True)
+
+    def stop(signum, _frame):
+        # os.write, not click.echo: a signal handler must not re-enter a buffered stream the main thread may be
+        # writing to.
+        os.write(2, f"{signal.Signals(signum).name}: stopping after the batch in hand\n".encode())
+        worker.stop()
+        # A second signal acts as usual (ends the process at once).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    totals = worker.run()
+    click.echo(f"stopped after {worker.sweeps} sweeps: {totals.timers_fired} timers fired, {totals.dossiers_overdue} "
+               f"dossiers overdue, {totals.steps_late} steps late, {totals.supplements_expired} supplement requests "
+               "unanswered")
+
+
+def _echo_sweep(now, report) -> None:
+    click.echo(f"{now.isoformat()}: {report.timers_fired} timers fired, {report.dossiers_overdue} dossiers "
+               f"overdue, {report.steps_late} steps late")
+    for failure in report.failures:
+        click.echo(f"  failed: {failure}", err=True)
 
 
 @main.group("outbox")
@@ -182,13 +211,68 @@ def notices_send(once, now_text, interval):
         time.sleep(interval)
 
 
+@main.group("audit")
+def audit_group():
+    """The dossiers' audit logs (hash chains keyed with the audit key, MOTCUA_AUDIT_KEY)."""
+
+
+@audit_group.command("verify")
+@click.option("--dossier", "code", default=None, help="check this dossier only (its code)")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="dossiers verified per query")
+def audit_verify(code, batch):
+    """Verify every dossier's audit log (or one's): each broken log is printed with its dossier's code,
+    its first bad event and why; the exit status is 1 when any is broken."""
+    from sqlalchemy import select
+
+    from engine.dossiers import audit
+    from engine.store.models import Dossier
+
+    _require_audit_key()
+    with _factory()() as session:
+        if code is not None:
+            dossier_id = session.scalar(select(Dossier.id).where(Dossier.code == code))
+            if dossier_id is None:
+                click.echo(f"error: no dossier {code}", err=True)
+                sys.exit(2)
+            check = audit.check_chain(session, dossier_id)
+            click.echo(check.line())
+            sys.exit(0 if check.intact else 1)
+        checked = events = broken = 0
+        after = 0
+        while True:
+            result = audit.check_batch(session, after_id=after, limit=batch)
+            session.rollback()  # each batch is its own short read: a province has millions of dossiers
+            if result.last_id is None:
+                break
+            checked, events, after = checked + result.checked, events + result.events, result.last_id
+            for failure in result.failures:
+                click.echo(failure.line())
+                broken += 1
+    click.echo(f"{checked} dossiers ({events} events) checked: "
+               + (f"{broken} with a broken audit log" if broken else "every audit log intact"))
+    sys.exit(1 if broken else 0)
+
+
+def _require_audit_key():
+    """Refuse to start without a usable audit key (engine/config.audit_key says when one is needed)."""
+    try:
+        config.audit_key()
+    except config.ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
 @click.option("--workers", default=2, show_default=True)
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="threads per worker (more than 1: gunicorn's gthread worker)")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn")
-def serve(host, port, workers, dev):
+def serve(host, port, workers, threads, dev):
     """Run the web app (gunicorn)."""
+    _require_audit_key()
     if dev:
         from webapp import create_app
 
@@ -196,8 +280,10 @@ def serve(host, port, workers, dev):
         return
     import os
 
+    # --preload: the app is imported once, before the workers fork (it opens no connection at import), so
+    # they start at once and share its pages of memory.
     os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(workers),
-                               "--access-logfile", "-", "webapp.wsgi:app"])
+                               "--threads", str(threads), "--preload", "--access-logfile", "-", "webapp.wsgi:app"])
 
 
 @main.command()

@@ -2,8 +2,9 @@
 ignored (CSRF token, buttons), errors keyed by field for the templates."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from engine.dossiers import applicant as applicant_rules
 from engine.errors import InvalidInput
 from engine.store.models import CHANNELS
 
@@ -29,14 +30,35 @@ def parse(schema: type[Schema], form) -> dict:
                            errors={k: "; ".join(v) if isinstance(v, list) else str(v) for k, v in exc.messages.items()}) from None
 
 
+RECEPTION_ACTIONS = ("chuyen-xu-ly", "tiep-nhan", "huong-dan", "tu-choi")  # the desk form's buttons
+
+
 class ReceptionForm(FormSchema):
+    """The desk's form: the applicant (the rules of engine/dossiers/applicant.py, said in Vietnamese; the
+    address is required at the counter, form 01 prints it), what to do with the dossier, and for a dossier
+    not received the counter notice's reason."""
+
     name = fields.String(load_default="")
+    id_type = fields.String(load_default="cccd")
     id_number = fields.String(load_default="")
     phone = fields.String(load_default="")
     email = fields.String(load_default="")
     address = fields.String(load_default="")
     channel = fields.String(load_default="counter", validate=validate.OneOf(CHANNELS))
     unit_code = fields.String(load_default=None)
+    action = fields.String(load_default="tiep-nhan", validate=validate.OneOf(RECEPTION_ACTIONS))
+    reason = fields.String(load_default="")
+    acknowledge_repeat = fields.Boolean(load_default=False, data_key="xac-nhan-lan-hai")
+
+    @validates_schema(skip_on_field_errors=False)
+    def _applicant(self, data, **_):
+        _, problems = applicant_rules.check(data, address_required=True)
+        if problems:
+            raise ValidationError({f"applicant.{p.field}": p.vi for p in problems})
+
+    @staticmethod
+    def applicant(data: dict) -> dict:
+        return {k: data.get(k, "") for k in applicant_rules.FIELDS}
 
 
 class TaskForm(FormSchema):

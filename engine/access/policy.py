@@ -50,6 +50,8 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "task.assign": (Rule((LANH_DAO_PHONG, LANH_DAO), OWN),),
     "task.claim": (Rule(ANY_ROLE, STEP),),
     "supplement.deliver": (Rule((MOT_CUA,), OWN),),
+    # an incomplete dossier at the counter: guidance (form 02) or refusal (form 03), no dossier received (L3)
+    "counter_notice.issue": (Rule((MOT_CUA,), OWN),),
     "apology.issue": (Rule((MOT_CUA,), OWN), Rule((LANH_DAO,), HOLDING)),   # the desk records one a leader signed
     "apology.sign": (Rule((LANH_DAO,), HOLDING),),
     "dossier.refuse": (Rule((LANH_DAO,), HOLDING),),
@@ -60,6 +62,8 @@ POLICY: dict[str, tuple[Rule, ...]] = {
     "register.view": (Rule(DESK_ROLES + (MANAGER,), OWN),),
     # oversight
     "reports.view": (Rule((MANAGER, ADMIN, LANH_DAO), OVERSIGHT),),
+    # checking the audit logs of every dossier of the units an admin oversees (a dossier's own log: dossier.view)
+    "audit.verify": (Rule((ADMIN,), OVERSIGHT),),
     # administration
     "dossier.migrate": (Rule((ADMIN,), ANYWHERE),),
     "calendar.apply": (Rule((ADMIN,), ANYWHERE),),   # a change of the working calendar moves appointments
@@ -71,11 +75,12 @@ POLICY: dict[str, tuple[Rule, ...]] = {
 _ACTIONS = {  # what the refusal says was attempted
     "dossier.receive": "receive a dossier", "dossier.view": "see this dossier", "task.complete": "complete this step",
     "task.assign": "assign a step", "task.claim": "claim this step",
-    "supplement.deliver": "record a supplement", "apology.issue": "issue an apology",
+    "supplement.deliver": "record a supplement", "counter_notice.issue": "issue a guidance or refusal notice at the counter",
+    "apology.issue": "issue an apology",
     "apology.sign": "sign an apology", "dossier.refuse": "refuse a dossier",
     "consultation.answer": "answer a request for an opinion",
     "dossier.withdraw": "record a withdrawal", "result.return": "hand over the result", "register.view": "see the register",
-    "reports.view": "see the reports", "dossier.migrate": "migrate running dossiers",
+    "reports.view": "see the reports", "audit.verify": "check the audit logs", "dossier.migrate": "migrate running dossiers",
     "calendar.apply": "change the working calendar", "catalog.manage": "manage the catalog",
     "process.design": "design processes", "bpmn.validate": "validate BPMN",
 }

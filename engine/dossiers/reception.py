@@ -2,7 +2,6 @@
 process started and its appointment set — at most once per Idempotency-Key."""
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,19 +9,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engine import clock
+from engine.access import policy
 from engine.access.directory import unit_chain
 from engine.catalog import calendar as calendar_mod
 from engine.catalog import procedures as catalog
 from engine.dossiers import aggregate
+from engine.dossiers import applicant as applicant_rules
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, new_dossier
 from engine.errors import Conflict, InvalidInput, MissingComponents, NotFound, ProcedureNotAccepting, WorkflowError
 from engine.store import files
-from engine.store.models import CHANNELS, RECEIVED, DossierFile, IdempotencyKey, Unit
+from engine.store.models import CHANNELS, PROCESSING, RECEIVED, DossierFile, IdempotencyKey, Unit
 from engine.text import fold
 from engine.workflow import runtime
-
-ID_NUMBER_RE = re.compile(r"^[0-9A-Za-z\-]{6,20}$")
 
 
 def handed_on(session: Session, cal, channel: str, now: datetime) -> datetime:
@@ -35,6 +34,13 @@ def handed_on(session: Session, cal, channel: str, now: datetime) -> datetime:
 
 class IdempotencyMismatch(Conflict):
     code = "idempotency_key_reused"
+
+
+class IntakeNotForwardable(Conflict):
+    """Receive-and-forward needs the process to open exactly one step, one the receiving officer may take
+    (the desk's intake); otherwise the dossier is received on its own, or not at all."""
+
+    code = "intake_not_forwardable"
 
 
 def validate_components(meta_components: list[dict], given: list[dict], *, require_all: bool) -> list[dict]:
@@ -83,30 +89,18 @@ def store_files(change: DossierChange, comps: list[dict], purpose: str) -> list[
     return [{"code": r["component_code"], "sha256": r["sha256"]} for r in rows]
 
 
-def _applicant(applicant: dict | None) -> dict:
-    applicant = applicant or {}
-    errors = {}
-    name = str(applicant.get("name", "")).strip()
-    id_number = str(applicant.get("id_number", "")).strip()
-    if not name:
-        errors["applicant.name"] = "required"
-    if not ID_NUMBER_RE.match(id_number):
-        errors["applicant.id_number"] = "an ID number (CCCD/số định danh or tax code) of 6-20 letters or digits"
-    if errors:
-        raise InvalidInput("applicant details are not valid", errors=errors)
-    return {k: str(applicant.get(k, "") or "").strip() for k in ("name", "id_number", "phone", "email", "address")}
-
-
 def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, channel: str, applicant: dict,
                     components: list[dict], unit_code: str | None = None, now: datetime | None = None,
-                    idempotency: tuple[str, str] | None = None) -> Record:
+                    idempotency: tuple[str, str] | None = None, forward: bool = False) -> Record:
     """Receive a dossier (form 01) at the actor's desk. `idempotency`: (key, request digest) recorded
-    in the same transaction, see `receive_dossier_once`. Returns the dossier as written."""
+    in the same transaction, see `receive_dossier_once`. `forward`: the receiving officer also completes
+    the desk's own first step (tiếp nhận → chuyển xử lý) in the same transaction — if that step cannot be
+    completed, nothing is received. Returns the dossier as written."""
     with new_dossier(session, actor_id=actor_id, unit_code=unit_code, now=now) as change:
         now = change.now
         if channel not in CHANNELS:
             raise InvalidInput("unknown channel", errors={"channel": f"one of {', '.join(CHANNELS)}"})
-        applicant = _applicant(applicant)
+        applicant = applicant_rules.clean(applicant)
         proc = catalog.get_procedure(session, procedure_code)
         local_now = clock.local(now)
         version = catalog.version_in_force(session, proc, local_now.date())
@@ -141,8 +135,34 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
                      files=stored)
         change.sync()
         change.emit("received")
+        if forward:
+            _forward_intake(change)
         change.remember_request("receive_dossier", idempotency)
     return change.dossier
+
+
+def _forward_intake(change: DossierChange) -> None:
+    """The officer who received the dossier takes its first step (the desk's intake) and completes it
+    with `approve`, as `processing.complete_task` would, inside the reception's own change."""
+    d, actor = change.dossier, change.actor
+    # Read back as stored: the rows `sync` just inserted carry only the columns it set.
+    opened = list(aggregate.open_tasks(change.session, d.id).values())
+    if len(opened) != 1 or not policy.can(actor, "task.claim", task=opened[0]):
+        raise IntakeNotForwardable("this procedure's process does not open a single intake step at the receiving "
+                                   "desk that you can pass on: receive the dossier without forwarding it")
+    task = opened[0]
+    change.task = task
+    change.audit("task_assigned", step=task.spec_name, task_id=task.id, name=task.name, how="claim",
+                 **{"from": None, "to": actor.id, "to_name": actor.display_name})
+    task.assignee_id = actor.id
+    change.run(lambda inst: inst.complete(task.id, {"decision": "approve"}), f"the process failed after '{task.name}'")
+    # Done the moment it opens: never late.
+    change.complete_task(task, completed_at=change.now, completed_by_id=actor.id, decision="approve", note="",
+                         late=False)
+    change.audit("task_completed", step=task.spec_name, task_id=task.id, decision="approve", note="", on_time=True)
+    d.status = PROCESSING
+    change.sync()
+    change.emit("status_changed")
 
 
 def _require_step_units(session: Session, meta: dict, unit_id: int, procedure_code: str) -> None:

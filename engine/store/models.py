@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -219,12 +220,23 @@ class Dossier(Base):
     # Head of the audit hash chain, kept on the locked row so appending needs no extra query.
     audit_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     audit_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    # The events written before the chain was keyed (migration 0012), sealed then with the audit key:
+    # HMAC of the dossier's code and that chain's head (engine/dossiers/audit.py); None when it had none.
+    audit_legacy_seal: Mapped[str | None] = mapped_column(String(64))
     refusal_reason: Mapped[str | None] = mapped_column(Text)
+    # The result document (engine/dossiers/results.py): its number (số văn bản, số quyết định) and signing
+    # date, recorded by the step whose diagram says `result = number`; the signed PDF itself is a
+    # DossierFile with purpose "result" (the latest one is the result).
+    result_number: Mapped[str | None] = mapped_column(String(64))
+    result_signed_on: Mapped[date | None] = mapped_column(Date)
     procedure: Mapped[Procedure] = relationship()
     version: Mapped[ProcedureVersion] = relationship()
     unit: Mapped[Unit] = relationship()
 
     __mapper_args__ = {"version_id_col": lock_version}
+
+
+RESULT_PURPOSE = "result"  # dossier_files.purpose of the signed result document (engine/dossiers/results.py)
 
 
 class DossierFile(Base):
@@ -237,7 +249,7 @@ class DossierFile(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(255))
-    purpose: Mapped[str] = mapped_column(String(16), default="reception")  # reception | supplement
+    purpose: Mapped[str] = mapped_column(String(16), default="reception")  # reception | supplement | consultation | result
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -364,6 +376,9 @@ class AuditEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # How `hash` is computed (engine/dossiers/audit.py): 1 = unkeyed SHA-256 without the actor's name
+    # (events written before migration 0012), 2 = HMAC-SHA256 with the audit key, covering the name.
+    chain_version: Mapped[int] = mapped_column(SmallInteger, default=2, server_default=text("1"))
 
 
 class CalendarDay(Base):
@@ -517,3 +532,44 @@ class Notice(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CounterNotice(Base):
+    """Guidance to complete a dossier (form 02, "guidance") or a refusal to receive it (form 03, "refusal")
+    given at the counter without receiving anything (L3, engine/dossiers/counter.py): no dossier exists.
+    Numbered per unit, year and kind (số …/PBS, số …/PTC). The desk guides once, completely (L2): a second
+    guidance to the same applicant for the same procedure at the same unit is issued only after a warning,
+    and marked `repeated`."""
+
+    __tablename__ = "counter_notices"
+    __table_args__ = (
+        UniqueConstraint("unit_id", "year", "kind", "number", name="uq_counter_notices_number"),
+        Index("ix_counter_notices_applicant", "unit_id", "procedure_id", "applicant_id_number"),
+        Index("ix_counter_notices_unit_day", "unit_id", "issued_on"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"))
+    procedure_id: Mapped[int] = mapped_column(ForeignKey("procedures.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # guidance | refusal
+    year: Mapped[int] = mapped_column(Integer)
+    number: Mapped[int] = mapped_column(Integer)
+    applicant: Mapped[dict[str, Any]] = mapped_column(JSON)  # as engine/dossiers/applicant.py cleans it
+    applicant_id_number: Mapped[str] = mapped_column(String(32))
+    # What to complete, as a supplement request lists it: [{"component", "name", "problem"}] or, for a document
+    # the procedure does not list, {"component": None, "name", "problem", "reason"}.
+    items: Mapped[list[dict]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    repeated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    issued_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    issued_on: Mapped[date] = mapped_column(Date)  # the local day, for the desk's list of the day
+
+
+class CounterNoticeSequence(Base):
+    """The running number of counter notices per unit, year and kind."""
+
+    __tablename__ = "counter_notice_sequences"
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id"), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from engine.clock import VN_TZ
+from engine.dossiers import applicant as applicant_rules
 from engine.store.models import CHANNELS, LEVELS, ONLINE_LEVELS
 
 STATUSES = ("received", "processing", "awaiting_supplement", "result_ready", "returned", "refused", "withdrawn")
@@ -116,11 +117,27 @@ class ValidateOut(Schema):
 
 
 class Applicant(Schema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    id_number = fields.String(required=True, validate=validate.Regexp(r"^[0-9A-Za-z\-]{6,20}$"))
-    phone = fields.String(load_default="", validate=validate.Length(max=32))
-    email = fields.String(load_default="", validate=validate.Length(max=255))
-    address = fields.String(load_default="", validate=validate.Length(max=1000))
+    """The applicant: the rules of engine/dossiers/applicant.py (the desk's form applies the same). Phone,
+    e-mail and address are optional, and checked when given; without `id_type` the number's shape names it."""
+
+    # The rules are applicant_rules' (checked below, all at once); the lengths here only document them.
+    name = fields.String(required=True, metadata={"minLength": 1, "maxLength": applicant_rules.NAME_MAX})
+    id_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(applicant_rules.ID_TYPES),
+                            metadata={"description": "cccd (12 digits) · cmnd (9 digits) · ho_chieu (a letter and 7 "
+                                      "digits) · ma_so_thue (10 digits, or 10-3) · khac (3-30 characters)"})
+    id_number = fields.String(required=True, metadata={"minLength": 1, "maxLength": applicant_rules.ID_NUMBER_MAX})
+    phone = fields.String(load_default="", metadata={
+        "maxLength": 32, "description": "mobile 0[35789]xxxxxxxx or landline 02xxxxxxxxx; +84 is accepted and stored "
+                                        "as 0"})
+    email = fields.String(load_default="", metadata={"maxLength": applicant_rules.EMAIL_MAX})
+    address = fields.String(load_default="", metadata={"maxLength": applicant_rules.ADDRESS_MAX})
+
+    @validates_schema(skip_on_field_errors=False)
+    def _rules(self, data, **_):
+        # A field missing or of the wrong type has its own message already.
+        problems = [p for p in applicant_rules.check(data)[1] if p.field in data]
+        if problems:
+            raise ValidationError({p.field: [p.en] for p in problems})
 
 
 class FileIn(Schema):
@@ -135,6 +152,9 @@ class DossierIn(Schema):
     applicant = fields.Nested(Applicant, required=True)
     components = fields.List(fields.Nested(FileIn), required=True)
     unit_code = fields.String(load_default=None, allow_none=True)
+    forward = fields.Boolean(load_default=False, metadata={
+        "description": "also complete the desk's intake step (tiếp nhận → chuyển xử lý) in the same transaction; "
+                       "409 intake_not_forwardable (and nothing received) when the process does not allow it"})
 
 
 class DossierCreated(Schema):
@@ -160,6 +180,15 @@ class SupplementItem(Schema):
     name = fields.String()
     problem = fields.String()
     reason = fields.String()
+
+
+class SupplementItemIn(Schema):
+    component = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64), metadata={
+        "description": "a component code of the procedure; null: a document the procedure does not list"})
+    name = fields.String(load_default="", validate=validate.Length(max=1000))
+    problem = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(load_default="", validate=validate.Length(max=2000), metadata={
+        "description": "why a document the procedure does not list is needed"})
 
 
 class SupplementOut(Schema):
@@ -196,6 +225,20 @@ class TimelineStep(Schema):
     result = fields.String(allow_none=True)
 
 
+class ResultFileOut(Schema):
+    id = fields.Integer()
+    filename = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    uploaded_at = Aware()
+
+
+class ResultOut(Schema):
+    number = fields.String(allow_none=True)
+    signed_on = fields.Date(allow_none=True)
+    file = fields.Nested(ResultFileOut, allow_none=True)
+
+
 class DossierOut(Schema):
     code = fields.String()
     status = fields.String(validate=validate.OneOf(STATUSES))
@@ -216,10 +259,41 @@ class DossierOut(Schema):
     procedure_name = fields.String()
     version = fields.Integer()
     refusal_reason = fields.String(allow_none=True)
+    result = fields.Nested(ResultOut, allow_none=True, metadata={
+        "description": "the result document: number, signing date and the signed PDF; null until recorded"})
     open_tasks = fields.List(fields.Nested(OpenTask))
     supplements = fields.List(fields.Nested(SupplementOut))
     apologies = fields.List(fields.Nested(ApologyOut))
     timeline = fields.List(fields.Nested(TimelineStep))
+
+
+class AuditEventOut(Schema):
+    seq = fields.Integer()
+    at = Aware()
+    actor_id = fields.Integer(allow_none=True, metadata={"description": "null: the system (timers, sweeps)"})
+    actor_name = fields.String()
+    kind = fields.String(metadata={"description": "what happened: received, task_completed, handed_off, …"})
+    step = fields.String(allow_none=True)
+    data = fields.Dict()
+    chain_version = fields.Integer(metadata={
+        "description": "1: an event written before the keyed chain (unkeyed SHA-256, its actor's name not "
+                       "covered); 2: HMAC-SHA256 with the instance's audit key, covering the actor's name"})
+    prev_hash = fields.String()
+    hash = fields.String()
+
+
+class AuditOut(Schema):
+    code = fields.String()
+    intact = fields.Boolean(metadata={"description": "the hash chain verifies up to the head recorded on the dossier"})
+    first_bad_seq = fields.Integer(allow_none=True, metadata={
+        "description": "the first event that is wrong (or missing); null when intact"})
+    reason = fields.String(allow_none=True, validate=validate.OneOf(
+        ("gap", "hash_mismatch", "forged_name", "missing_tail", "head_mismatch")), metadata={
+        "description": "gap: an event missing in the middle; hash_mismatch: an event changed; forged_name: the "
+                       "actor's name shown was changed; missing_tail: the last events removed; head_mismatch: the "
+                       "log does not end at the head recorded on the dossier"})
+    detail = fields.String(allow_none=True)
+    events = fields.List(fields.Nested(AuditEventOut))
 
 
 class TaskOut(Schema):
@@ -241,9 +315,28 @@ class AssignIn(Schema):
         "description": "a user holding the step's role in the step's unit"})
 
 
+class ResultFileIn(Schema):
+    filename = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    content_base64 = fields.String(required=True, validate=validate.Length(min=1), metadata={
+        "description": "the signed result document, a PDF (checked by its content), base64"})
+
+
+class ResultIn(Schema):
+    file = fields.Nested(ResultFileIn, load_default=None, allow_none=True, metadata={
+        "description": "required when the step's diagram says result = file"})
+    number = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64), metadata={
+        "description": "số văn bản / số quyết định; required when the step's diagram says result = number"})
+    signed_on = fields.Date(load_default=None, allow_none=True, metadata={
+        "description": "the signing date (ngày ký); required with number"})
+
+
 class CompleteIn(Schema):
     data = fields.Dict(keys=fields.String(), load_default=dict)
     note = fields.String(load_default="", validate=validate.Length(max=4000))
+    result = fields.Nested(ResultIn, load_default=None, allow_none=True, metadata={
+        "description": "the result document the step records when it approves (steps whose diagram sets the "
+                       "`result` property: the signing step attaches the PDF, the register step records its "
+                       "number and date); without it such a step answers 422 result_required, naming each field"})
 
 
 class CompleteOut(Schema):
@@ -363,3 +456,33 @@ class ConsultationOut(Schema):
     answer = fields.String()
     late = fields.Boolean()
     files = fields.List(fields.Nested(Schema.from_dict({"id": fields.Integer(), "filename": fields.String()})))
+
+
+class CounterNoticeIn(Schema):
+    """Guidance (form 02) or a refusal (form 03) given at the counter to a dossier that is not received."""
+
+    procedure_code = fields.String(required=True, validate=validate.Length(min=1, max=16))
+    kind = fields.String(required=True, validate=validate.OneOf(("guidance", "refusal")))
+    applicant = fields.Nested(Applicant, required=True)
+    items = fields.List(fields.Nested(SupplementItemIn), load_default=list, validate=validate.Length(max=50), metadata={
+        "description": "guidance: every document to complete (at least one); refusal: optional"})
+    reason = fields.String(load_default="", validate=validate.Length(max=4000), metadata={
+        "description": "required for a refusal"})
+    unit_code = fields.String(load_default=None, allow_none=True)
+    acknowledge_repeat = fields.Boolean(load_default=False, metadata={
+        "description": "issue a second guidance to an applicant already guided for this procedure at this unit "
+                       "(otherwise 409 counter_guidance_repeated)"})
+
+
+class CounterNoticeOut(Schema):
+    id = fields.Integer()
+    number = fields.String(metadata={"description": "as printed: 7/PBS (guidance), 3/PTC (refusal)"})
+    kind = fields.String()
+    unit_code = fields.String()
+    procedure_code = fields.String()
+    applicant = fields.Nested(Applicant)
+    items = fields.List(fields.Nested(SupplementItem))
+    reason = fields.String()
+    repeated = fields.Boolean()
+    issued_at = Aware()
+    issued_by = fields.String()

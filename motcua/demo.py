@@ -10,12 +10,12 @@ from sqlalchemy import select
 from engine import catalog, clock, dossiers
 from engine.access import directory
 from engine.clock import VN_TZ
-from engine.dossiers import audit, timers
+from engine.dossiers import audit, results, timers
 from engine.errors import DomainError
 from engine.reporting import slip as form06
 from engine.store import schema
 from engine.store.db import make_engine, make_sessionmaker
-from engine.store.models import Dossier, HumanTask
+from engine.store.models import Dossier, HumanTask, ProcedureVersion
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 RESULT_VI = {"early": "Trước hạn", "on_time": "Đúng hạn", "late": "Quá hạn", None: "Đang xử lý"}
@@ -106,7 +106,7 @@ def run(database: str | None = None) -> None:
                                                      HumanTask.completed_at.is_(None))).one()
             data = {"decision": decision, **{k: v for k, v in extra.items() if k != "note"}}
             dossiers.complete_task(s, actor_id=ids[task.role], task_id=task.id, data=data,
-                                   note=extra.get("note", ""), now=at)
+                                   note=extra.get("note", ""), result=_result(s, task, decision, at), now=at)
 
     today = clock.local(clock.now()).date()
     start_day = today - timedelta(days=today.weekday() + 14)  # the Monday two weeks ago
@@ -184,7 +184,24 @@ def step_as(factory, dossier, actor_id: int, at: datetime, decision: str = "appr
     with factory() as s:
         task = s.scalars(select(HumanTask).where(HumanTask.dossier_id == dossier.id,
                                                  HumanTask.completed_at.is_(None))).one()
-        dossiers.complete_task(s, actor_id=actor_id, task_id=task.id, data={"decision": decision}, now=at)
+        dossiers.complete_task(s, actor_id=actor_id, task_id=task.id, data={"decision": decision},
+                               result=_result(s, task, decision, at), now=at)
+
+
+def _result(session, task, decision: str, at: datetime) -> dict | None:
+    """The result document a step records when it approves, where its diagram says so (the leader's
+    signing step: the signed PDF; the clerk's register step: its number and signing date)."""
+    if decision != "approve":
+        return None
+    dossier = session.get(Dossier, task.dossier_id)
+    needs = results.required(session.get(ProcedureVersion, dossier.version_id).meta, task.spec_name)
+    out: dict = {}
+    if "file" in needs:
+        out["file"] = {"filename": f"ket-qua-{dossier.code}.pdf",
+                       "content": f"%PDF-1.4\n% kết quả đã ký {dossier.code}\n%%EOF\n".encode()}
+    if "number" in needs:
+        out.update(number=f"{dossier.id:03d}/QĐ-UBND", signed_on=clock.local(at).date())
+    return out or None
 
 
 APPLICANTS = ["Nguyễn Thị Hằng", "Trần Văn Dũng", "Lê Minh Tuấn", "Phạm Thu Trang", "Hoàng Đức Thắng", "Vũ Thị Ngọc",

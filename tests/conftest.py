@@ -1,6 +1,7 @@
 """Fixtures: every database test runs on SQLite and on the real PostgreSQL, schema from Alembic."""
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -186,6 +187,27 @@ def figures_of(m: dict) -> dict:
 
 def pdf(tag: str = "x") -> bytes:
     return b"%PDF-1.4\n" + tag.encode() + b"\n%%EOF\n"
+
+
+def result_for(session, task, at: datetime | None = None, *, api: bool = False) -> dict | None:
+    """The result document `task` (a step, or its id) records when it approves, if its diagram says so
+    (engine/dossiers/results.py): in the shipped processes the leader's signing step attaches the signed
+    PDF, the clerk's register step records its number and signing date (`at`'s day). `api`: as the API
+    takes it (the file in base64). None for a step that records none."""
+    from engine import clock
+    from engine.dossiers import results
+    from engine.store.models import Dossier, HumanTask, ProcedureVersion
+
+    row = session.get(HumanTask, task if isinstance(task, str) else task.id)
+    meta = session.get(ProcedureVersion, session.get(Dossier, row.dossier_id).version_id).meta
+    needs, out = results.required(meta, row.spec_name), {}
+    if "file" in needs:
+        content = pdf("ket-qua-da-ky")
+        out["file"] = {"filename": "ket-qua.pdf", **({"content_base64": base64.b64encode(content).decode()} if api
+                                                     else {"content": content})}
+    if "number" in needs:
+        out.update(number="01/KQ", signed_on=clock.local(at or clock.now()).date().isoformat())
+    return out or None
 
 
 def components_for(code: str) -> list[dict]:

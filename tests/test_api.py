@@ -3,7 +3,7 @@ import base64
 from pathlib import Path
 
 import pytest
-from conftest import APPLICANT, bearer, item, pdf
+from conftest import APPLICANT, bearer, item, pdf, result_for
 from sqlalchemy import func, select
 
 from engine import clock
@@ -154,7 +154,7 @@ def test_idempotent_retry_creates_one_dossier(client, session, office):
     assert_problem(client.post("/api/v1/dossiers", json=other, headers=h), 409, "idempotency_key_reused")
 
 
-def test_tasks_complete_supplement_apology_and_result(client, office, frozen):
+def test_tasks_complete_supplement_apology_and_result(client, session, office, frozen):
     desk, cv = bearer(client, "mot_cua1"), bearer(client, "chuyen_vien1")
     code = client.post("/api/v1/dossiers", json=dossier_body(), headers=desk).get_json()["code"]
     task = client.get("/api/v1/tasks", headers=desk).get_json()[0]
@@ -193,8 +193,9 @@ def test_tasks_complete_supplement_apology_and_result(client, office, frozen):
     for user in ("chuyen_vien1", "lanh_dao_phong1", "lanh_dao1", "van_thu1"):
         h = bearer(client, user)
         t = client.get("/api/v1/tasks", headers=h).get_json()[0]
-        assert client.post(f"/api/v1/tasks/{t['id']}/complete", json={"data": {"decision": "approve"}},
-                           headers=h).status_code == 200
+        session.rollback()  # the API writes on its own connection
+        assert client.post(f"/api/v1/tasks/{t['id']}/complete", json={
+            "data": {"decision": "approve"}, "result": result_for(session, t["id"], api=True)}, headers=h).status_code == 200
     returned = client.post(f"/api/v1/dossiers/{code}/return-result", headers=desk)
     assert returned.get_json() == {"code": code, "status": "returned"}
     view = client.get(f"/api/v1/dossiers/{code}", headers=desk).get_json()

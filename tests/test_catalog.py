@@ -86,3 +86,17 @@ def test_a_district_level_version_cannot_take_effect_after_the_district_level_wa
     # Before the change it was legal (a version for the dossiers received then).
     catalog.publish_version(session, actor_id=None, procedure_code="2.000999", number=v.number,
                             effective_from=date(2025, 6, 30))
+
+
+def test_a_legal_document_listed_twice_is_refused_and_nothing_is_written(session, office):
+    """Found by schemathesis: the same number twice among the legal bases broke a unique index (500)."""
+    before = session.scalar(select(func.count()).select_from(Procedure))
+    basis = {"number": "59/2020/QH14", "title": "Luật Doanh nghiệp", "effective_from": "2021-01-01"}
+    with pytest.raises(InvalidInput) as err:
+        catalog.create_procedure(session, actor_id=None, data={
+            "code": "1.999777", "name": "Thủ tục thử", "field": "Thử", "level": "xa", "statutory_days": 3,
+            "online_level": "mot_phan", "components": [{"code": "DON", "name": "Đơn"}],
+            "legal_bases": [basis, {**basis}]})
+    assert err.value.errors == {"legal_bases.1.number": "this legal document is already listed"}
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Procedure)) == before

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pytest
-from conftest import open_task, pdf, receive, vn
+from conftest import open_task, pdf, receive, result_for, vn
 from sqlalchemy import select
 
 from engine import dossiers
@@ -160,7 +160,7 @@ def do(session, office, d, step: tuple, shift: timedelta = timedelta(0)) -> None
         session.expire_all()
         while (task := _open(session, d)) is not None:
             dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id,
-                                   data={"decision": "approve"}, now=at)
+                                   data={"decision": "approve"}, result=result_for(session, task, at), now=at)
     elif kind == "refuse":
         dossiers.complete_task(session, actor_id=office["chuyen_vien"], task_id=open_task(session, d).id,
                                data={"decision": "refuse"}, note="Ngành nghề không được kinh doanh", now=at)

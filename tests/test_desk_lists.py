@@ -8,7 +8,7 @@ import io
 import re
 
 import pytest
-from conftest import APPLICANT, components_for, item, open_task, receive, vn
+from conftest import APPLICANT, components_for, item, open_task, receive, result_for, vn
 from sqlalchemy import select
 
 from engine import dossiers
@@ -30,7 +30,7 @@ def desk_day(session, office):
             except Exception:  # noqa: BLE001 - no open step left
                 return
             dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id,
-                                   data={"decision": "approve"}, now=at)
+                                   data={"decision": "approve"}, result=result_for(session, task, at), now=at)
 
     late = receive(session, office, at=vn(2026, 11, 2, 9))                         # due Thu 5/11: overdue
     soon = receive(session, office, at=vn(2026, 11, 6, 9), channel="online")        # due Wed 11/11: due tomorrow

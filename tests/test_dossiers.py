@@ -2,7 +2,7 @@
 from datetime import date
 
 import pytest
-from conftest import APPLICANT, components_for, item, open_task, pdf, receive, vn
+from conftest import APPLICANT, components_for, item, open_task, pdf, receive, result_for, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -58,8 +58,10 @@ def snapshot(session, dossier_id):
 def complete(session, office, d, role, decision="approve", when=None, **data):
     task = open_task(session, d, role)
     note = data.pop("note", "")
+    when = when or vn(2026, 11, 2, 10, 0)
     return dossiers.complete_task(session, actor_id=office[role], task_id=task.id,
-                                  data={"decision": decision, **data}, note=note, now=when or vn(2026, 11, 2, 10, 0))
+                                  data={"decision": decision, **data}, note=note, now=when,
+                                  result=result_for(session, task, when) if decision == "approve" else None)
 
 
 def to_appraisal(session, office, at=None):

@@ -7,7 +7,7 @@ from datetime import date
 from types import SimpleNamespace
 
 import pytest
-from conftest import APPLICANT, pdf, vn
+from conftest import APPLICANT, pdf, result_for, vn
 from sqlalchemy import select, update
 
 from engine import catalog, dossiers
@@ -117,7 +117,7 @@ def advance(session, office, d, until, start, note=""):
             return (tasks[0] if tasks else None), when
         task = tasks[0]
         dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data={"decision": "approve"},
-                               note=note, now=when)
+                               note=note, result=result_for(session, task, when), now=when)
         when = when.replace(hour=when.hour + 1) if when.hour < 16 else when.replace(day=when.day + 1, hour=8)
     raise AssertionError("the process did not get there")
 

@@ -2,7 +2,7 @@
 from datetime import date
 
 import pytest
-from conftest import APPLICANT, as_orm, components_for, figures_of, item, open_task, pdf, receive, vn
+from conftest import APPLICANT, as_orm, components_for, figures_of, item, open_task, pdf, receive, result_for, vn
 from sqlalchemy import select
 
 from engine import clock, dossiers
@@ -24,7 +24,8 @@ def advance(session, office, d, times, decisions=None):
         if decision == "request_supplement":
             data["items"] = [item("Giấy tờ bổ sung")]
             note = "Thiếu giấy tờ"
-        dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data=data, note=note, now=at)
+        dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data=data, note=note, now=at,
+                               result=result_for(session, task, at) if decision == "approve" else None)
 
 
 @pytest.fixture

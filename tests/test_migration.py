@@ -3,7 +3,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import open_task, receive, vn
+from conftest import open_task, receive, result_for, vn
 from sqlalchemy import select
 
 from engine import catalog, dossiers
@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def step(session, office, d, at, decision="approve", **extra):
     task = open_task(session, d)
     dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id,
-                           data={"decision": decision, **extra}, now=at)
+                           data={"decision": decision, **extra}, now=at,
+                           result=result_for(session, task, at) if decision == "approve" else None)
 
 
 def test_dry_run_then_move_keeps_deadlines_and_the_moved_dossiers_finish_on_v2(session, office):

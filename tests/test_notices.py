@@ -11,7 +11,7 @@ import threading
 from datetime import date, timedelta
 
 import pytest
-from conftest import APPLICANT, FROM, PUBLIC, _free_port, components_for, open_task, pdf, receive, vn
+from conftest import APPLICANT, FROM, PUBLIC, _free_port, components_for, open_task, pdf, receive, result_for, vn
 from sqlalchemy import event, func, select
 
 from engine import clock, dossiers, notify
@@ -43,7 +43,8 @@ def _finish(session, office, d, at):
     session.expire_all()
     while (task := session.scalars(select(HumanTask).where(HumanTask.dossier_id == d.id,
                                                            HumanTask.completed_at.is_(None))).first()) is not None:
-        dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data={"decision": "approve"}, now=at)
+        dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data={"decision": "approve"},
+                               result=result_for(session, task, at), now=at)
         session.expire_all()
 
 

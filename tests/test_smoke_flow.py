@@ -1,5 +1,5 @@
 """A dossier runs from reception to result through every role of the shipped process."""
-from conftest import open_task, receive, vn
+from conftest import open_task, receive, result_for, vn
 
 from engine import dossiers
 from engine.dossiers import audit
@@ -19,7 +19,7 @@ def test_full_flow_to_returned(session, office):
     for role, decision in steps:
         task = open_task(session, d, role)
         result = dossiers.complete_task(session, actor_id=office[role], task_id=task.id,
-                                        data={"decision": decision}, now=t)
+                                        data={"decision": decision}, result=result_for(session, task, t), now=t)
         if role == "mot_cua":
             assert result.dossier.status == PROCESSING
         t = t.replace(hour=t.hour + 1)

@@ -3,6 +3,11 @@
 Each shipped procedure follows the usual commune internal process: the one-stop desk receives
 and forwards, a specialist appraises (and may request supplementation once, or refuse), leaders
 review and sign, the clerk registers and stamps the result. Durations add up to the statutory time.
+
+Every flow out of a step, or out of the decision gateway after it, is named for what it does: the
+name is the button the step's page shows for that decision ("Trình ký", "Ký duyệt", "Vào sổ, chuyển
+trả"). The signing step attaches the signed result (`result = file`), the clerk's step records its
+number and signing date in the register (`result = number`): docs/bpmn-conventions.md.
 """
 from __future__ import annotations
 
@@ -41,14 +46,15 @@ def standard(pid: str, name: str, durations: dict[str, str], review_by_head: boo
     ]
     f = [
         Flow("Flow_start", "StartEvent_TiepNhan", "Task_TiepNhan"),
-        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển xử lý"),
+        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển chuyên viên thẩm định"),
         Flow("Flow_appraised", "Task_ThamDinh", "Gateway_ThamDinh"),
-        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung", 'decision == "request_supplement"'),
+        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung",
+             'decision == "request_supplement"'),
         Flow("Flow_supplemented", "Event_ChoBoSung", "Task_ThamDinh"),
-        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Từ chối", 'decision == "refuse"'),
+        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Đề xuất từ chối", 'decision == "refuse"'),
         Flow("Flow_refusal_signed", "Task_KyTuChoi", "Gateway_KyTuChoi"),
-        Flow("Flow_refusal_sign", "Gateway_KyTuChoi", "EndEvent_TuChoi", "Ký", 'decision == "approve"'),
-        Flow("Flow_refusal_return", "Gateway_KyTuChoi", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
+        Flow("Flow_refusal_sign", "Gateway_KyTuChoi", "EndEvent_TuChoi", "Ký văn bản từ chối", 'decision == "approve"'),
+        Flow("Flow_refusal_return", "Gateway_KyTuChoi", "Task_ThamDinh", "Trả lại thẩm định", 'decision == "return"'),
     ]
     col = 4
     prev_gateway_target = "Gateway_ThamDinh"
@@ -58,26 +64,28 @@ def standard(pid: str, name: str, durations: dict[str, str], review_by_head: boo
             Node("Gateway_XemXet", "exclusiveGateway", "Đồng ý?", "Lane_lanh_dao_phong", col + 1),
         ]
         f += [
-            Flow("Flow_approve", "Gateway_ThamDinh", "Task_XemXet", "Đạt", 'decision == "approve"'),
+            Flow("Flow_approve", "Gateway_ThamDinh", "Task_XemXet", "Trình lãnh đạo phòng", 'decision == "approve"'),
             Flow("Flow_reviewed", "Task_XemXet", "Gateway_XemXet"),
-            Flow("Flow_review_return", "Gateway_XemXet", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
+            Flow("Flow_review_return", "Gateway_XemXet", "Task_ThamDinh", "Trả lại chuyên viên", 'decision == "return"'),
         ]
         prev_gateway_target, approve_id = "Gateway_XemXet", "Flow_review_approve"
         col += 2
     else:
         approve_id = "Flow_approve"
     n += [
-        Node("Task_KyDuyet", "userTask", names["sign"], "Lane_lanh_dao", col, {"duration": durations["sign"]}),
+        Node("Task_KyDuyet", "userTask", names["sign"], "Lane_lanh_dao", col,
+             {"duration": durations["sign"], "result": "file"}),
         Node("Gateway_KyDuyet", "exclusiveGateway", "Ký duyệt?", "Lane_lanh_dao", col + 1),
-        Node("Task_VaoSo", "userTask", names["register"], "Lane_van_thu", col + 2, {"duration": durations["register"]}),
+        Node("Task_VaoSo", "userTask", names["register"], "Lane_van_thu", col + 2,
+             {"duration": durations["register"], "result": "number"}),
         Node("EndEvent_CoKetQua", "endEvent", "Có kết quả, chuyển Một cửa", "Lane_van_thu", col + 3),
     ]
     f += [
-        Flow(approve_id, prev_gateway_target, "Task_KyDuyet", "Đồng ý", 'decision == "approve"'),
+        Flow(approve_id, prev_gateway_target, "Task_KyDuyet", "Trình lãnh đạo ký", 'decision == "approve"'),
         Flow("Flow_signed", "Task_KyDuyet", "Gateway_KyDuyet"),
-        Flow("Flow_sign_approve", "Gateway_KyDuyet", "Task_VaoSo", "Ký", 'decision == "approve"'),
-        Flow("Flow_sign_return", "Gateway_KyDuyet", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
-        Flow("Flow_done", "Task_VaoSo", "EndEvent_CoKetQua"),
+        Flow("Flow_sign_approve", "Gateway_KyDuyet", "Task_VaoSo", "Ký duyệt", 'decision == "approve"'),
+        Flow("Flow_sign_return", "Gateway_KyDuyet", "Task_ThamDinh", "Trả lại thẩm định", 'decision == "return"'),
+        Flow("Flow_done", "Task_VaoSo", "EndEvent_CoKetQua", "Vào sổ, chuyển trả kết quả"),
     ]
     return Process(pid, name, lanes, n, f, dict(SUPPLEMENT_MSG))
 
@@ -123,7 +131,8 @@ def lien_thong_sample() -> Process:
         Node("Gateway_ThamDinh", "exclusiveGateway", "Kết quả thẩm định?", "Lane_chuyen_vien", 3),
         Node("Event_ChoBoSung", "intermediateCatchEvent", "Nhận hồ sơ bổ sung", "Lane_mot_cua", 3,
              message="Message_supplement_received"),
-        Node("Task_Ky", "userTask", "Ký kết quả", "Lane_lanh_dao", 4, {"duration": "P1D"}),
+        Node("Task_Ky", "userTask", "Ký kết quả, vào sổ", "Lane_lanh_dao", 4,
+             {"duration": "P1D", "result": "file number"}),
         Node("Gateway_Ky", "exclusiveGateway", "Ký?", "Lane_lanh_dao", 5),
         Node("Task_KyTuChoi", "userTask", "Ký văn bản từ chối giải quyết (mẫu 03)", "Lane_lanh_dao", 4.2 + 2,
              {"duration": "PT4H"}),
@@ -133,17 +142,18 @@ def lien_thong_sample() -> Process:
     ]
     f = [
         Flow("Flow_start", "StartEvent_TiepNhan", "Task_TiepNhan"),
-        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển Sở"),
+        Flow("Flow_forward", "Task_TiepNhan", "Task_ThamDinh", "Chuyển Sở Xây dựng"),
         Flow("Flow_appraised", "Task_ThamDinh", "Gateway_ThamDinh"),
-        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung", 'decision == "request_supplement"'),
+        Flow("Flow_supplement", "Gateway_ThamDinh", "Event_ChoBoSung", "Yêu cầu bổ sung",
+             'decision == "request_supplement"'),
         Flow("Flow_supplemented", "Event_ChoBoSung", "Task_ThamDinh"),
-        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Từ chối", 'decision == "refuse"'),
-        Flow("Flow_refusal_sign", "Task_KyTuChoi", "EndEvent_TuChoi"),
-        Flow("Flow_approve", "Gateway_ThamDinh", "Task_Ky", "Đạt", 'decision == "approve"'),
+        Flow("Flow_refuse", "Gateway_ThamDinh", "Task_KyTuChoi", "Đề xuất từ chối", 'decision == "refuse"'),
+        Flow("Flow_refusal_sign", "Task_KyTuChoi", "EndEvent_TuChoi", "Ký văn bản từ chối"),
+        Flow("Flow_approve", "Gateway_ThamDinh", "Task_Ky", "Trình lãnh đạo Sở ký", 'decision == "approve"'),
         Flow("Flow_signed", "Task_Ky", "Gateway_Ky"),
-        Flow("Flow_sign_approve", "Gateway_Ky", "Task_NhanKetQua", "Ký", 'decision == "approve"'),
-        Flow("Flow_sign_return", "Gateway_Ky", "Task_ThamDinh", "Trả lại", 'decision == "return"'),
-        Flow("Flow_done", "Task_NhanKetQua", "EndEvent_CoKetQua"),
+        Flow("Flow_sign_approve", "Gateway_Ky", "Task_NhanKetQua", "Ký duyệt, gửi kết quả về xã", 'decision == "approve"'),
+        Flow("Flow_sign_return", "Gateway_Ky", "Task_ThamDinh", "Trả lại thẩm định", 'decision == "return"'),
+        Flow("Flow_done", "Task_NhanKetQua", "EndEvent_CoKetQua", "Nhận kết quả, chờ trả công dân"),
     ]
     return Process("Process_lien_thong_mau", "Quy trình mẫu liên thông xã – Sở Xây dựng", lanes, n, f,
                    dict(SUPPLEMENT_MSG))

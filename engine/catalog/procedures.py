@@ -95,6 +95,11 @@ def _put_procedure(session: Session, data: dict, *, create_only: bool = False) -
         for c in data.get("components") or []
     ]
     bases = []
+    numbers = [str(b.get("number", "")) for b in data.get("legal_bases") or []]
+    twice = {f"legal_bases.{i}.number": "this legal document is already listed" for i, n in enumerate(numbers)
+             if n in numbers[:i]}
+    if twice:
+        raise InvalidInput("a legal document is listed twice among the legal bases", errors=twice)
     for basis in data.get("legal_bases") or []:
         doc = session.scalar(select(LegalDocument).where(LegalDocument.number == basis["number"]))
         if doc is None:
@@ -218,7 +223,7 @@ def _add_version(session: Session, procedure_code: str, bpmn_xml: str | bytes,
         "supplement_response_days": proc.supplement_response_days,
         "components": proc.components,
         "steps": {s.id: {"name": s.name, "role": s.role, "duration": s.duration, "decisions": s.decisions,
-                         "unit": s.unit}
+                         "unit": s.unit, "labels": s.labels, "result": s.result}
                   for s in result.model.steps.values()},
         "supplement_events": result.model.supplement_events,
         # The legal bases this version was drawn up under (the procedure's list can change later).
@@ -481,7 +486,8 @@ def diff_versions(session: Session, procedure_code: str, a: int, b: int) -> dict
         fields = {k: (old[step_id].get(k), new[step_id].get(k)) for k in ("name", "role", "duration", "decisions")
                   if old[step_id].get(k) != new[step_id].get(k)}
         if fields:
-            changed.append({"step": step_id, "changes": fields})
+            changed.append({"step": step_id, "name": new[step_id].get("name") or old[step_id].get("name"),
+                            "changes": fields})
     return {
         "added": [{"step": s, **new[s]} for s in sorted(set(new) - set(old))],
         "removed": [{"step": s, **old[s]} for s in sorted(set(old) - set(new))],

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from engine import clock
 from engine.catalog import calendar as calendar_mod
-from engine.dossiers import consultations
+from engine.dossiers import consultations, results
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, dossier_change
 from engine.dossiers.reception import handed_on, run_once, store_files, validate_components
@@ -43,8 +43,10 @@ class Completion:
 
 
 def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict | None = None, note: str = "",
-                  now: datetime | None = None) -> Completion:
-    """Complete an open step with one of its diagram's decisions."""
+                  result: dict | None = None, now: datetime | None = None) -> Completion:
+    """Complete an open step with one of its diagram's decisions. `result`: the result document the step
+    records when it approves, if its diagram says so ({file: {filename, content}, number, signed_on};
+    engine/dossiers/results.py)."""
     data = dict(data or {})
     with dossier_change(session, actor_id=actor_id, permission="task.complete", task_id=task_id, now=now) as change:
         dossier, task = change.dossier, change.task
@@ -59,6 +61,7 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
                                errors={"decision": f"one of {', '.join(task.decisions)}"})
         note = str(note or data.get("reason") or "").strip()
         consultations.require_answers(change, task)
+        entry = results.check(change, task, decision, result)
         supplement = _supplement_request(change, data, note) if decision == REQUEST_SUPPLEMENT else None
         if decision in (REFUSE, SEND_BACK) and not note:
             raise InvalidInput("a reason is required", errors={"reason": "required"})
@@ -68,6 +71,8 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
                              note=note, late=task.late or change.now > task.due_at)
         change.audit("task_completed", step=task.spec_name, task_id=task.id, decision=decision, note=note,
                      on_time=change.now <= task.due_at)
+        if entry is not None:
+            results.record(change, task, entry)
         if dossier.status == RECEIVED:
             dossier.status = PROCESSING
         if supplement is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,6 +34,11 @@ class SlipRow:
     unit_name: str | None = None
     from_unit: str | None = None   # liên thông: the unit that handed the dossier over to this step's unit
     from_unit_name: str | None = None
+    # The result document this step recorded (engine/dossiers/results.py): the signed PDF's file name,
+    # the number and the signing date entered in the register.
+    result_file: str | None = None
+    result_number: str | None = None
+    result_signed_on: date | None = None
 
 
 def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
@@ -68,6 +73,14 @@ def control_slip(session: Session, dossier_id: int) -> list[SlipRow]:
                 row.result = classify(event.at, row.due_at)
                 last_done = row
             last_actor = event.actor_name
+        elif event.kind in ("result_attached", "result_registered"):
+            row = rows.get(event.data.get("task_id"))
+            if row is not None and event.kind == "result_attached":
+                row.result_file = event.data.get("filename")
+            elif row is not None:
+                signed = event.data.get("signed_on")
+                row.result_number = event.data.get("number")
+                row.result_signed_on = date.fromisoformat(signed) if signed else None
         elif event.kind == "consultation_requested":
             # L8: a request for another unit's opinion is a hand-over with its own deadline.
             d = event.data

@@ -16,6 +16,7 @@ from engine.errors import NotFound
 from engine.reporting import deadlines
 from engine.reporting.slip import control_slip
 from engine.store.models import (
+    RESULT_PURPOSE,
     Apology,
     AuditEvent,
     Consultation,
@@ -78,6 +79,7 @@ def dossier_view(session: Session, code: str) -> dict:
         "procedure_name": procedure.name,
         "version": version.number,
         "refusal_reason": dossier.refusal_reason,
+        "result": _result_out(result_document(session, dossier)),
         "open_tasks": [
             {"id": t.id, "name": t.name, "role": t.role, "unit_code": units.get(t.unit_id), "started_at": t.started_at,
              "due_at": t.due_at,
@@ -164,8 +166,10 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
         "procedure": session.get(Procedure, dossier.procedure_id),
         "version": session.get(ProcedureVersion, dossier.version_id),
         "unit": session.get(Unit, dossier.unit_id),
-        "files": session.scalars(select(DossierFile).where(DossierFile.dossier_id == dossier.id)
+        "files": session.scalars(select(DossierFile).where(DossierFile.dossier_id == dossier.id,
+                                                           DossierFile.purpose != RESULT_PURPOSE)
                                  .order_by(DossierFile.id)).all(),
+        "result": result_document(session, dossier),
         "slip": slip,
         "supplement": session.scalar(select(SupplementRequest).where(SupplementRequest.dossier_id == dossier.id)),
         "apology": apology,
@@ -184,6 +188,26 @@ def dossier_page(session: Session, dossier: Dossier, now) -> dict:
                     "late": sorted({r.step for r in steps if r.result == "late"}
                                    | {t.spec_name for t in open_tasks if t.due_at < now})},
     }
+
+
+def result_document(session: Session, dossier: Dossier) -> dict | None:
+    """The dossier's result document (engine/dossiers/results.py): its number and signing date and the
+    signed PDF (the latest one attached); None while nothing of it is recorded."""
+    file = session.scalar(select(DossierFile).where(DossierFile.dossier_id == dossier.id,
+                                                    DossierFile.purpose == RESULT_PURPOSE)
+                          .order_by(DossierFile.id.desc()).limit(1))
+    if file is None and dossier.result_number is None:
+        return None
+    return {"number": dossier.result_number, "signed_on": dossier.result_signed_on, "file": file}
+
+
+def _result_out(result: dict | None) -> dict | None:
+    if result is None:
+        return None
+    f = result["file"]
+    return {"number": result["number"], "signed_on": result["signed_on"],
+            "file": None if f is None else {"id": f.id, "filename": f.filename, "size": f.size, "sha256": f.sha256,
+                                            "uploaded_at": f.uploaded_at}}
 
 
 def _withdrawal(session: Session, dossier_id: int) -> dict | None:

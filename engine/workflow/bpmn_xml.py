@@ -177,6 +177,12 @@ class Step:
     # Where the lane's role is held: "@receiving" (the unit that received the dossier), "@parent" (its
     # parent unit) or a unit code (DESIGN.md, "BPMN conventions").
     unit: str = RECEIVING
+    # The button text of each decision: the name of the flow that decision takes out of the step (the
+    # branch of the decision gateway, or the step's one outgoing flow); decisions without one are absent.
+    labels: dict[str, str] = field(default_factory=dict)
+    # What the step records about the result document when it approves (property `result`, see
+    # docs/bpmn-conventions.md): "file" (the signed PDF) and/or "number" (its number and signing date).
+    result: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -238,6 +244,22 @@ def decision_values(condition: str) -> list[str]:
     return values
 
 
+MAX_LABEL_CHARS = 80
+RESULT_FILE, RESULT_NUMBER = "file", "number"
+RESULT_VALUES = (RESULT_FILE, RESULT_NUMBER)
+
+
+def flow_label(flow) -> str:
+    """A sequence flow's name as a button text: whitespace (a modeler's line breaks) collapsed, bounded."""
+    return " ".join((flow.get("name") or "").split())[:MAX_LABEL_CHARS]
+
+
+def result_values(text: str | None) -> list[str]:
+    """The `result` property's values (separated by commas or spaces), lower-cased, each once, in order.
+    Unknown values are kept, for validation to name them."""
+    return list(dict.fromkeys(v.lower() for v in re.split(r"[\s,;]+", text or "") if v))
+
+
 def read_model(root, process_id: str | None = None) -> ProcessModel:
     procs = executable_processes(root)
     if process_id:
@@ -258,6 +280,7 @@ def read_model(root, process_id: str | None = None) -> ProcessModel:
         lane_id, role, unit = node_lane.get(tid, (None, None, RECEIVING))
         role = props.get("role") or role
         decisions: list[str] = []
+        labels: dict[str, str] = {}
         for flow in outgoing.get(tid, []):
             target = by_id.get(flow.get("targetRef"))
             if target is not None and local(target.tag) == "exclusiveGateway":
@@ -267,6 +290,10 @@ def read_model(root, process_id: str | None = None) -> ProcessModel:
                         for value in decision_values(cond.text):
                             if value not in decisions:
                                 decisions.append(value)
+                            if flow_label(gflow) and value not in labels:
+                                labels[value] = flow_label(gflow)
+        if not decisions and len(outgoing.get(tid, [])) == 1 and flow_label(outgoing[tid][0]):
+            labels["approve"] = flow_label(outgoing[tid][0])  # the step's one way on: its name says what "done" does
         steps[tid] = Step(
             id=tid,
             name=(task.get("name") or tid).strip(),
@@ -275,6 +302,8 @@ def read_model(root, process_id: str | None = None) -> ProcessModel:
             duration=props.get("duration") or None,
             decisions=decisions or ["approve"],
             unit=unit,
+            labels=labels,
+            result=result_values(props.get("result")),
         )
 
     message_names = {m.get("id"): (m.get("name") or m.get("id")) for m in root.findall("bpmn:message", NS)}

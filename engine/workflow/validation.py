@@ -34,10 +34,16 @@ MESSAGES_VI = {
     "unsafe_expression": "Biểu thức không được phép (chỉ dùng phép so sánh, phép tính đơn giản).",
     "unsafe_script": "Đoạn mã không được phép (chỉ gán biến và biểu thức đơn giản).",
     "timer_unquoted": "Biểu thức hẹn giờ phải đặt trong dấu nháy, ví dụ \"PT5M\".",
+    "expression_limit": ("Biểu thức hoặc đoạn mã vượt giới hạn an toàn của hệ thống (số mũ, độ rộng hoặc số lần "
+                         "lặp quá lớn; working_days nhận từ 0 đến {days} ngày làm việc, working_hours từ 0 đến {hours} "
+                         "giờ làm việc).").format(
+        days=f"{safe_eval.ARGUMENT_RANGES['working_days'][1]:,}".replace(",", "."),
+        hours=f"{safe_eval.ARGUMENT_RANGES['working_hours'][1]:,}".replace(",", ".")),
     "task_without_role": "Bước không nằm trong làn nào ghi vai trò.",
     "unknown_role": "Làn ghi một vai trò chưa có trong hệ thống.",
     "task_without_duration": "Bước chưa có thời hạn xử lý (thuộc tính duration).",
-    "bad_duration": "Thời hạn không đúng dạng ISO 8601 theo giờ/ngày làm việc (PT4H, P1D).",
+    "bad_duration": "Thời hạn xử lý không hợp lệ: ghi số giờ làm việc hoặc số ngày làm việc (trong tệp BPMN: "
+                    "thuộc tính duration theo ISO 8601).",
     "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
     "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
@@ -46,6 +52,8 @@ MESSAGES_VI = {
     "refusal_not_signed": "Từ chối giải quyết (mẫu 03) phải do Lãnh đạo cơ quan ký: nhánh từ chối phải đi qua "
                           "một bước của Lãnh đạo cơ quan trước khi kết thúc.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
+    "bad_result_property": "Thuộc tính result của bước chỉ nhận file (đính kèm văn bản kết quả PDF), number (ghi số "
+                           "và ngày ký văn bản) hoặc cả hai.",
 }
 
 
@@ -55,13 +63,18 @@ class Problem:
     code: str
     element_id: str | None
     message: str
+    # The specifics (a value, the steps of a path) in Vietnamese, appended to the code's message.
+    detail_vi: str = ""
 
     @property
     def message_vi(self) -> str:
-        return MESSAGES_VI.get(self.code, self.message)
+        base = MESSAGES_VI.get(self.code, self.message)
+        return f"{base} {self.detail_vi}" if self.detail_vi else base
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "message_vi": self.message_vi}
+        data = asdict(self)
+        del data["detail_vi"]
+        return {**data, "message_vi": self.message_vi}
 
 
 @dataclass
@@ -190,29 +203,33 @@ def _is_decision_gateway(gateway_id: str, incoming: dict, outgoing: dict, user_t
                for f in outgoing.get(gateway_id, []))
 
 
-def _refusal(check, text: str) -> str | None:
-    """Why `check` (safe_eval.check_expression or check_script) refuses `text`, or None. An expression
-    nested too deeply for Python's parser is refused too, instead of failing the whole validation."""
+def _refusal(check, text: str, code: str) -> tuple[str, str] | None:
+    """Why `check` (safe_eval.check_expression or check_script) refuses `text`: (problem code, reason), or
+    None. `code` unless a constant is already beyond the evaluator's bounds (`expression_limit`: a huge
+    exponent, width or repetition, a working-day count out of range). An expression nested too deeply for
+    Python's parser is refused too, instead of failing the whole validation."""
     try:
         check(text)
+    except safe_eval.LimitExceeded as exc:
+        return "expression_limit", str(exc)
     except safe_eval.UnsafeExpression as exc:
-        return str(exc)
+        return code, str(exc)
     except (RecursionError, MemoryError, ValueError):
-        return "the expression is nested too deeply or cannot be read"
+        return code, "the expression is nested too deeply or cannot be read"
     return None
 
 
 def _check_expressions(process, problems: list[Problem]) -> None:
     for cond in process.iter(f"{{{BPMN_NS}}}conditionExpression"):
         owner = cond.getparent().get("id")
-        refused = _refusal(safe_eval.check_expression, cond.text or "")
+        refused = _refusal(safe_eval.check_expression, cond.text or "", "unsafe_expression")
         if refused:
-            problems.append(Problem(ERROR, "unsafe_expression", owner, f"condition refused: {refused}"))
+            problems.append(Problem(ERROR, refused[0], owner, f"condition refused: {refused[1]}"))
     for script in process.iter(f"{{{BPMN_NS}}}script"):
         owner = script.getparent().get("id")
-        refused = _refusal(safe_eval.check_script, script.text or "")
+        refused = _refusal(safe_eval.check_script, script.text or "", "unsafe_script")
         if refused:
-            problems.append(Problem(ERROR, "unsafe_script", owner, f"script refused: {refused}"))
+            problems.append(Problem(ERROR, refused[0], owner, f"script refused: {refused[1]}"))
     for ted in process.iter(f"{{{BPMN_NS}}}timerEventDefinition"):
         owner = ted.getparent().get("id")
         for expr in ted:
@@ -223,9 +240,9 @@ def _check_expressions(process, problems: list[Problem]) -> None:
                 problems.append(Problem(ERROR, "timer_unquoted", owner,
                                         f"timer expression {text} must be quoted (\"{text}\"): it is evaluated as an expression"))
                 continue
-            refused = _refusal(safe_eval.check_expression, text)
+            refused = _refusal(safe_eval.check_expression, text, "unsafe_expression")
             if refused:
-                problems.append(Problem(ERROR, "unsafe_expression", owner, f"timer expression refused: {refused}"))
+                problems.append(Problem(ERROR, refused[0], owner, f"timer expression refused: {refused[1]}"))
 
 
 def _check_decisions(process, flows, model, problems) -> None:
@@ -277,7 +294,7 @@ def _check_units(model, known_units: set[str] | None, problems) -> None:
         if unit.startswith("@") or (known_units is not None and unit not in known_units):
             problems.append(Problem(ERROR, "unknown_unit", step.id,
                                     f"step '{step.name}' is in a lane held at unit '{unit}', which does not exist "
-                                    "(use @receiving, @parent or a unit code)"))
+                                    "(use @receiving, @parent or a unit code)", f"Đơn vị: «{unit}»."))
 
 
 # Roles whose step signs a refusal (form 03, L11): the agency's leader.
@@ -316,14 +333,20 @@ def _check_conventions(model, process, flows, statutory_days, known_roles, calen
         if not step.role:
             problems.append(Problem(ERROR, "task_without_role", step.id, "user task is not in a lane naming a role"))
         elif known_roles is not None and step.role not in known_roles:
-            problems.append(Problem(ERROR, "unknown_role", step.id, f"lane role '{step.role}' is not a known role"))
+            problems.append(Problem(ERROR, "unknown_role", step.id, f"lane role '{step.role}' is not a known role",
+                                    f"Vai trò: «{step.role}»."))
+        unknown = [v for v in step.result if v not in bpmn_xml.RESULT_VALUES]
+        if unknown:
+            problems.append(Problem(ERROR, "bad_result_property", step.id,
+                                    f"property result: unknown value(s) {', '.join(unknown)}; use "
+                                    f"{' and/or '.join(bpmn_xml.RESULT_VALUES)}", f"Giá trị hiện có: «{', '.join(unknown)}»."))
         if not step.duration:
             problems.append(Problem(ERROR, "task_without_duration", step.id, "user task has no 'duration' property"))
             continue
         try:
             seconds[step.id] = parse_duration(step.duration, day)
         except InvalidDuration as exc:
-            problems.append(Problem(ERROR, "bad_duration", step.id, str(exc)))
+            problems.append(Problem(ERROR, "bad_duration", step.id, str(exc), f"Giá trị hiện có: «{step.duration}»."))
     if statutory_days is None:
         return
     budget = max(statutory_days, 1) * day
@@ -334,7 +357,14 @@ def _check_conventions(model, process, flows, statutory_days, known_roles, calen
             ERROR, "durations_exceed_statutory", last_task,
             f"step durations along {' → '.join(n for n in worst_path if n in seconds)} add up to "
             f"{worst / 3600:g} working hours, more than the statutory {statutory_days} working day(s)",
+            f"Đường đi {' → '.join(f'«{model.steps[n].name or n}»' for n in worst_path if n in seconds)}: tổng "
+            f"{_vi_number(worst / 3600)} giờ làm việc, thời hạn giải quyết {statutory_days} ngày làm việc "
+            f"({_vi_number(budget / 3600)} giờ).",
         ))
+
+
+def _vi_number(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".").replace(".", ",")
 
 
 def _starts(process, model) -> list[str]:

@@ -10,9 +10,9 @@ from engine.access import policy
 from engine.catalog.calendar import load_calendar
 from engine.errors import BpmnInvalid, DomainError
 from engine.store.models import Unit
-from engine.workflow import validation
+from engine.workflow import bpmn_xml, validation
 
-from . import db
+from . import db, i18n
 from .common import error_text, staff_required
 
 bp = Blueprint("designer", __name__, url_prefix="/thiet-ke")
@@ -37,7 +37,12 @@ def modeler(actor, code):
     proc = catalog.get_procedure(s, code)
     units = [[code, f"{code} · {name}"] for code, name in s.execute(
         select(Unit.code, Unit.name).where(Unit.active.is_(True)).order_by(Unit.code)).all()]
-    return render_template("designer.html", procedure=proc, roles=sorted(catalog.known_roles(s)), units=units)
+    roles = [[role, i18n.ROLE.get(role, role)] for role in sorted(catalog.known_roles(s))]
+    decisions = [[value, label] for value, label in i18n.DECISION.items()]
+    # Hours in a working day: the panel shows a step of P1DT4H as hours of this length.
+    day_hours = load_calendar(s).day_seconds / 3600
+    return render_template("designer.html", procedure=proc, roles=roles, units=units, day_hours=day_hours,
+                           decisions=decisions)
 
 
 @bp.get("/<code>/quy-trinh.bpmn")
@@ -92,16 +97,72 @@ def upload(actor, code):
     if file is None or not file.filename:
         flash("Chọn tệp .bpmn cần tải lên.", "error")
         return redirect(url_for("designer.modeler", code=code))
+    data = file.read()
     try:
-        version, _ = catalog.submit_version(db.session(), actor_id=actor.id, procedure_code=code, bpmn=file.read(),
+        version, _ = catalog.submit_version(db.session(), actor_id=actor.id, procedure_code=code, bpmn=data,
                                             notes=request.form.get("notes", ""))
     except BpmnInvalid as exc:
         db.session().rollback()
-        flash("Tệp chưa chạy được: " + "; ".join(f"{p['element_id'] or ''} {p['message_vi']}".strip()
-                                                  for p in exc.problems[:10]), "error")
+        labels = element_labels(data)
+        flash("Tệp chưa chạy được: " + "; ".join(problem_text(p, labels) for p in exc.problems[:10]), "error")
     except DomainError as exc:
         db.session().rollback()
         flash(error_text(exc), "error")
     else:
         flash(f"Đã lưu bản nháp phiên bản {version.number}.", "success")
     return redirect(url_for("designer.modeler", code=code))
+
+
+# What a person calls each kind of element (static/modeler.js names them the same way).
+_KIND_VI = {
+    "lane": "Làn", "sequenceFlow": "Nhánh", "participant": "Vùng quy trình", "process": "Quy trình",
+    "exclusiveGateway": "Cổng rẽ", "parallelGateway": "Cổng rẽ", "inclusiveGateway": "Cổng rẽ",
+    "eventBasedGateway": "Cổng rẽ", "complexGateway": "Cổng rẽ", "subProcess": "Bước", "callActivity": "Bước",
+}
+
+
+def _kind_vi(tag: str) -> str | None:
+    if tag in _KIND_VI:
+        return _KIND_VI[tag]
+    if tag == "task" or tag.endswith("Task"):
+        return "Bước"
+    if tag.endswith("Event"):
+        return "Sự kiện"
+    return None
+
+
+def element_labels(xml: bytes | str) -> dict[str, str]:
+    """Element id → how a person names it: 'Bước «Thẩm định hồ sơ»', 'Nhánh «A» → «B»'. An unnamed
+    element keeps its id (the only handle a person has on it in the tool that drew the file)."""
+    try:
+        _, root = bpmn_xml.read_safely(xml)
+    except bpmn_xml.UnsafeXml:
+        return {}
+    elements = [el for el in root.iter() if isinstance(el.tag, str) and el.get("id")
+                and el.tag.startswith(f"{{{bpmn_xml.BPMN_NS}}}")]
+    names = {el.get("id"): (el.get("name") or "").strip() for el in elements}
+    labels = {}
+    for el in elements:
+        kind = _kind_vi(bpmn_xml.local(el.tag))
+        if kind is None:
+            continue
+        eid, name = el.get("id"), names[el.get("id")]
+        source, target = names.get(el.get("sourceRef") or ""), names.get(el.get("targetRef") or "")
+        if name and kind == "Nhánh" and source:  # branch names repeat ("Trả lại"): say where it leaves from
+            labels[eid] = f"{kind} «{name}» sau «{source}»"
+        elif name:
+            labels[eid] = f"{kind} «{name}»"
+        elif kind == "Nhánh" and source and target:
+            labels[eid] = f"{kind} «{source}» → «{target}»"
+        else:
+            labels[eid] = f"{kind} chưa đặt tên (mã {eid})"
+    return labels
+
+
+def problem_text(problem: dict, labels: dict[str, str]) -> str:
+    """'Bước «Thẩm định hồ sơ»: Bước chưa có thời hạn xử lý…' (a problem of the whole file: the message)."""
+    eid = problem.get("element_id")
+    label = labels.get(eid) if eid else None
+    if eid and label is None:
+        label = f"Phần tử {eid}"
+    return f"{label}: {problem['message_vi']}" if label else problem["message_vi"]

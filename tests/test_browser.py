@@ -39,10 +39,14 @@ class Desk:
         self.page.click(f"a:text('{code}')")
         return self.page
 
-    def decide(self, label, reason=None, items=None):
+    def decide(self, label, reason=None, items=None, fill=None, files=None):
         form = self.page.locator("form.decision", has=self.page.locator(f"button:text-is('{label}')"))
         if reason is not None:
             form.locator("textarea[name=reason]").fill(reason)
+        for selector, value in (fill or {}).items():
+            form.locator(selector).fill(value)
+        for selector, path in (files or {}).items():
+            form.locator(selector).set_input_files(path)
         for code, problem in (items or {}).items():
             form.locator(f"input[name=thanh-phan][value={code}]").check()
             form.locator(f"input[name=van-de-{code}]").fill(problem)
@@ -66,13 +70,14 @@ def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
     assert "Ngày hẹn trả (dự kiến)" in page.content()
     page.fill("#f-applicant-name", "Nguyễn Văn An")
     page.fill("#f-applicant-id_number", "12")  # wrong on purpose: the page keeps the upload and the other fields
-    page.fill("#f-phone", "0912345678")
+    page.fill("#f-applicant-phone", "0912345678")
+    page.fill("#f-applicant-address", "Xóm Đồng, xã Tân Lạc")
     scan = tmp_path / "giay-de-nghi.pdf"
     scan.write_bytes(b"%PDF-1.4\n% giay de nghi\n%%EOF\n")
     page.set_input_files("#file_GIAYDENGHI", str(scan))
     page.click("button:text('Tiếp nhận và in giấy hẹn')")
     assert page.title().startswith("Lỗi: ")
-    assert "Số định danh cá nhân (CCCD) hoặc mã số thuế" in page.content()
+    assert "Số định danh cá nhân (CCCD) không hợp lệ: «12»" in page.content()
     assert page.input_value("#f-applicant-name") == "Nguyễn Văn An"
     assert "Đã tải lên: giay-de-nghi.pdf" in page.content()
     page.fill("#f-applicant-id_number", ID_NUMBER)
@@ -88,7 +93,7 @@ def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
     assert code in page.content()
     shot(page, "inbox")
     desk.open_task_of(code)
-    desk.decide("Chuyển xử lý")
+    desk.decide("Chuyển chuyên viên thẩm định")  # each button is named by the diagram's flow
     assert "Hồ sơ hiện ở: Chuyên viên" in page.content()
 
     # The specialist requests supplementation once.
@@ -120,14 +125,23 @@ def test_a_dossier_end_to_end_through_the_ui(live_server, browser, tmp_path):
             form.submit();
         }""")
     assert "chỉ cho phép yêu cầu bổ sung" in sp.locator("#error-summary").inner_text()
-    specialist.decide("Chuyển xử lý")
+    specialist.decide("Trình lãnh đạo phòng")
 
-    for username in ("lanh_dao_phong1", "lanh_dao1", "van_thu1"):
+    # The leader signs and attaches the signed result; the clerk registers its number and date.
+    signed = tmp_path / "giay-chung-nhan.pdf"
+    signed.write_bytes(b"%PDF-1.4\n% giay chung nhan da ky\n%%EOF\n")
+    from engine import clock
+    today = clock.local(clock.now()).date().isoformat()
+    for username, label, extra in (
+            ("lanh_dao_phong1", "Trình lãnh đạo ký", {}),
+            ("lanh_dao1", "Ký duyệt", {"files": {"#f-result-file": str(signed)}}),
+            ("van_thu1", "Vào sổ, chuyển trả kết quả",
+             {"fill": {"#f-result-number": "15/GCN-HKD", "#f-result-signed_on": today}})):
         person = Desk(browser, live_server)
         person.login(username)
         person.open_task_of(code)
-        person.decide("Chuyển xử lý")
-        assert "Đã chuyển xử lý" in person.page.content()
+        person.decide(label, **extra)
+        assert f"Đã {label[0].lower()}{label[1:]} hồ sơ {code}" in person.page.content()
 
     # The dossier page: control slip and the procedure's own diagram with the steps marked.
     page.goto(f"{live_server}/ho-so/{code}")
@@ -186,10 +200,11 @@ def test_manager_dashboard_matches_the_api_and_drills_down(live_server, browser,
     from engine import dossiers as uc
     overdue = receive(session, office, at=vn(2026, 11, 2, 9))
     done = receive(session, office, at=vn(2026, 11, 2, 10))
-    from conftest import open_task
+    from conftest import open_task, result_for
     for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
-        uc.complete_task(session, actor_id=office[role], task_id=open_task(session, done).id,
-                         data={"decision": "approve"}, now=vn(2026, 11, 3, 9))
+        task = open_task(session, done)
+        uc.complete_task(session, actor_id=office[role], task_id=task.id, data={"decision": "approve"},
+                         result=result_for(session, task, vn(2026, 11, 3, 9)), now=vn(2026, 11, 3, 9))
     manager = Desk(browser, live_server)
     page = manager.login("manager1")
     page.goto(f"{live_server}/bang-dieu-khien?don-vi=H40.1&tu=2026-11-01&den=2026-11-30")
@@ -201,7 +216,7 @@ def test_manager_dashboard_matches_the_api_and_drills_down(live_server, browser,
     assert shown["received"] == str(api["received"]["total"]) == "2"
     assert shown["finished"] == str(api["finished"]["total"]) == "1"
     assert shown["overdue"] == str(api["in_progress"]["overdue"]) == "1"
-    assert shown["ontime"] == f"{api['on_time_rate'] * 100:.1f} %"
+    assert shown["ontime"] == f"{api['on_time_rate'] * 100:.1f} %".replace(".", ",")
     shot(page, "dashboard")
     page.click("#h-overdue a")
     assert "Đang giải quyết quá hạn: 1 hồ sơ" in page.content() and overdue.code in page.content()

@@ -13,10 +13,10 @@ from urllib.parse import urljoin, urlparse
 
 import lxml.html
 import pytest
-from conftest import open_task
+from conftest import ROOT, open_task
 from test_desk_lists import NOW, desk_day  # noqa: F401  (fixture)
 
-from engine import dossiers
+from engine import catalog, dossiers
 
 ROLES = ("mot_cua1", "chuyen_vien1", "lanh_dao_phong1", "lanh_dao1", "van_thu1", "manager1", "designer1", "admin1")
 
@@ -115,6 +115,9 @@ def busy_office(session, office, desk_day):  # noqa: F811
                            now=NOW)
     dossiers.issue_apology(session, actor_id=office["lanh_dao"], dossier_code=late.code, reason="Chờ xác minh",
                            new_due_at=NOW.replace(day=20), signed_by_id=office["lanh_dao"], now=NOW)
+    xml = (ROOT / "processes/1.001612/v1.bpmn").read_text()   # a second version: the diff page is walked too
+    catalog.submit_version(session, actor_id=None, procedure_code="1.001612",
+                           bpmn=xml.replace('value="PT6H"', 'value="PT5H"'))
     session.commit()
     return desk_day
 

@@ -4,6 +4,7 @@ their role is held (`unit` = @receiving, @parent or a unit code); each change of
 on the control slip; who sees the dossier follows the steps."""
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -206,7 +207,6 @@ def test_the_department_consults_other_units_and_waits_for_them_or_their_deadlin
 
 
 def test_consultation_screens_for_the_consulted_unit_only(session, province, app):
-    import re
     ids = province
     d = receive_at_x(session, ids)
     dossiers.complete_task(session, actor_id=ids["mot_cua@H40.1"], task_id=open_step(session, d).id,
@@ -423,3 +423,13 @@ def test_a_consulted_unit_answers_with_text_and_files(session, province, client)
     # The file is kept with the dossier; the asking department sees it with the answer.
     shown = views.consultations_of(session, d.id)
     assert [f.filename for f in shown[0]["files"]] == ["van-ban-y-kien.pdf"] and shown[0]["answer"].startswith("Đất ở")
+    # ... and on the dossier page, with a link that opens it.
+    client.application.config["SESSION_COOKIE_SECURE"] = False
+    http = client.application.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/dang-nhap").get_data(as_text=True)).group(1)
+    assert http.post("/dang-nhap", data={"username": "chuyen_vien.sxd", "password": PASSWORD,
+                                         "csrf_token": token}).status_code == 302
+    page = http.get(f"/ho-so/{d.code}")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    link = re.search(r'href="(/tep/\d+)">van-ban-y-kien.pdf', page.get_data(as_text=True)).group(1)
+    assert http.get(link).status_code == 200

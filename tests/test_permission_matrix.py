@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from conftest import APPLICANT, ROOT, bearer, components_for, vn
+from conftest import APPLICANT, ROOT, bearer, components_for, result_for, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -41,9 +41,10 @@ PERIOD = "tu=2026-11-01&den=2026-11-30"
 
 
 # --- the reviewed permission table, copied literally from engine/access/policy.py ---------------------
+DESK = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 REVIEWED_POLICY = {
     "dossier.receive": (Rule(("mot_cua",), "own"),),
-    "dossier.view": (Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"), "own"), Rule(("manager",), "oversight"), Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"), "involved")),
+    "dossier.view": (Rule(DESK, "own"), Rule(("manager",), "oversight"), Rule(DESK, "involved")),
     "task.complete": (Rule(None, "task"),),
     "task.assign": (Rule(("lanh_dao_phong", "lanh_dao"), "own"),),
     "task.claim": (Rule(None, "step"),),
@@ -54,17 +55,16 @@ REVIEWED_POLICY = {
     "consultation.answer": (Rule(("chuyen_vien", "lanh_dao_phong", "lanh_dao"), "own"),),
     "dossier.withdraw": (Rule(("mot_cua",), "own"),),
     "result.return": (Rule(("mot_cua",), "own"),),
-    "register.view": (Rule(("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu", "manager"), "own"),),
+    "register.view": (Rule((*DESK, "manager"), "own"),),
     "reports.view": (Rule(("manager", "admin", "lanh_dao"), "oversight"),),
+    "audit.verify": (Rule(("admin",), "oversight"),),
+    "counter_notice.issue": (Rule(("mot_cua",), "own"),),
     "dossier.migrate": (Rule(("admin",), "anywhere"),),
     "calendar.apply": (Rule(("admin",), "anywhere"),),
     "catalog.manage": (Rule(("admin",), "anywhere"),),
     "process.design": (Rule(("designer", "admin"), "anywhere"),),
     "bpmn.validate": (Rule(None, "anywhere"),),
 }
-
-
-DESK = ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu")
 
 
 def expected(permission: str, role: str, relation: str, step_role: str | None = None) -> bool:
@@ -81,7 +81,7 @@ def expected(permission: str, role: str, relation: str, step_role: str | None = 
         return own and role == step_role
     if permission == "task.assign":                     # a head of the step's unit
         return own and role in ("lanh_dao_phong", "lanh_dao")
-    if permission in ("supplement.deliver", "dossier.withdraw", "result.return"):
+    if permission in ("supplement.deliver", "dossier.withdraw", "result.return", "counter_notice.issue"):
         return own and role == "mot_cua"
     if permission == "apology.issue":
         return own and role in ("mot_cua", "lanh_dao")
@@ -93,6 +93,8 @@ def expected(permission: str, role: str, relation: str, step_role: str | None = 
         return own and role in DESK + ("manager",)
     if permission == "reports.view":
         return own_or_above and role in ("manager", "admin", "lanh_dao")
+    if permission == "audit.verify":
+        return own_or_above and role == "admin"
     if permission in ("dossier.migrate", "catalog.manage", "calendar.apply"):
         return role == "admin"                       # ANYWHERE
     if permission == "process.design":
@@ -143,7 +145,7 @@ def build_world(session) -> World:
         for step, done_by in enumerate(STEP_ROLES[:depth], 1):
             task_id, _ = open_step(session, code)
             dossiers.complete_task(session, actor_id=ids[done_by, "own"], task_id=task_id, data={"decision": "approve"},
-                                   now=at + timedelta(minutes=10 * step))
+                                   result=result_for(session, task_id, at), now=at + timedelta(minutes=10 * step))
             done[done_by] = task_id
         task_id, step_role = open_step(session, code)
         assert step_role == role, (code, step_role, role)
@@ -237,6 +239,14 @@ API_CHECKS = [
     Check("API", "result.return", "POST /api/v1/dossiers/{open}/return-result",
           api("POST", lambda w: f"/api/v1/dossiers/{w.open_code}/return-result", {"note": ""}), 409, "dossier",
           writes=True),
+    # guidance at the counter with nothing to guide on → 422 (only after the permission check)
+    Check("API", "counter_notice.issue", "POST /api/v1/counter-notices (unit_code X, guidance without items)",
+          api("POST", lambda w: "/api/v1/counter-notices", {"procedure_code": "1.001612", "kind": "guidance",
+                                                           "applicant": APPLICANT, "items": [], "unit_code": X}),
+          422, writes=True),
+    # a dossier's audit log: whoever may see the dossier (and its timeline)
+    Check("API", "dossier.view", "GET /api/v1/dossiers/{open}/audit",
+          api("GET", lambda w: f"/api/v1/dossiers/{w.open_code}/audit"), 200, "dossier"),
     Check("API", "reports.view", f"GET /api/v1/metrics?unit={X}", api("GET", lambda w: f"/api/v1/metrics?unit={X}"), 200),
     # the permission is checked before the body is parsed: an empty body is 422 for the admin, 403 for others
     Check("API", "catalog.manage", "POST /api/v1/procedures (empty body)",
@@ -257,6 +267,9 @@ HTML_PAGE_CHECKS = [
     Check("HTML", "dossier.migrate", "GET /quan-tri/thu-tuc/1.001612/chuyen-phien-ban/1 (dry run)",
           html_get(lambda w: "/quan-tri/thu-tuc/1.001612/chuyen-phien-ban/1"), 200, writes=True),
     Check("HTML", "process.design", "GET /thiet-ke", html_get(lambda w: "/thiet-ke"), 200),
+    # the audit check runs over the dossiers of the units the admin oversees: X's first dossier is in its range
+    Check("HTML", "audit.verify", "GET /quan-tri/nhat-ky (checks X's dossiers?)", html_get(lambda w: "/quan-tri/nhat-ky"),
+          200, shown=lambda response, w: w.open_code in response.get_data(as_text=True)),
     # the register lists the dossiers of the units where the user holds a role: X's dossier shows, or not
     Check("HTML", "register.view", "GET /so-theo-doi (lists X's dossier?)", html_get(lambda w: f"/so-theo-doi?{PERIOD}"),
           200, shown=lambda response, w: w.open_code in response.get_data(as_text=True)),

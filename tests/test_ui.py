@@ -3,7 +3,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import APPLICANT, ROOT, item, open_task, pdf, receive, vn
+from conftest import APPLICANT, ROOT, item, open_task, pdf, receive, result_for, vn
 
 from engine import dossiers
 from engine.errors import DossierClosed, NotFound
@@ -139,8 +139,9 @@ def test_rating_only_after_the_result_and_once(session, office):
         dossiers.rate_service(session, dossier_code=d.code, id_number=APPLICANT["id_number"], rating="satisfied")
     session.rollback()
     for role in ("mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"):
-        dossiers.complete_task(session, actor_id=office[role], task_id=open_task(session, d).id,
-                               data={"decision": "approve"})
+        task = open_task(session, d)
+        dossiers.complete_task(session, actor_id=office[role], task_id=task.id, data={"decision": "approve"},
+                               result=result_for(session, task))
     dossiers.return_result(session, actor_id=office["mot_cua"], dossier_code=d.code)
     with pytest.raises(NotFound):
         dossiers.rate_service(session, dossier_code=d.code, id_number="000000000", rating="satisfied")

@@ -34,6 +34,8 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
     )
     app.config.update(config or {})
+    # An empty path segment (/api/v1/dossiers//audit) is a missing resource (404), not a redirect to another URL.
+    app.url_map.merge_slashes = False
     if not app.config["SECRET_KEY"]:
         log.warning("MOTCUA_SECRET_KEY is not set: sessions will not survive a restart")
         app.config["SECRET_KEY"] = secrets.token_hex(32)

@@ -45,12 +45,16 @@ ERROR = {
                                "quy trình có hiệu lực).",
     "bpmn_invalid": "Tệp quy trình (BPMN) không hợp lệ: xem danh sách lỗi bên dưới.",
     "version_immutable": "Phiên bản đã công bố không được sửa: hãy tạo phiên bản mới.",
+    "unauthenticated": "Cần đăng nhập (hoặc mã truy cập đã hết hạn) để thực hiện thao tác này.",
     "bad_credentials": "Tên đăng nhập hoặc mật khẩu không đúng.",
     "bad_request": "Yêu cầu không hợp lệ.",
     "nul_character": "Nội dung gửi lên chứa ký tự không hợp lệ (ký tự NUL).",
     "invalid_unicode": "Nội dung gửi lên chứa ký tự không hợp lệ (mã Unicode hỏng).",
     "json_too_deep": "Dữ liệu gửi lên lồng nhau quá sâu.",
     "number_out_of_range": "Số gửi lên vượt quá giới hạn cho phép.",
+    "step_limit_exceeded": "Bước này vượt giới hạn an toàn của hệ thống (biểu thức hoặc đoạn mã trong quy trình chạy "
+                           "quá lâu, tạo dữ liệu quá lớn, hoặc số ngày làm việc ngoài khoảng cho phép); hồ sơ chưa bị "
+                           "thay đổi. Vui lòng báo người thiết kế quy trình hoặc quản trị hệ thống.",
     "domain_error": "Không thực hiện được thao tác này với hồ sơ ở trạng thái hiện tại.",
     "workflow_error": "Quy trình xử lý gặp lỗi; vui lòng báo quản trị hệ thống.",
     "already_rated": "Hồ sơ này đã được đánh giá.",

@@ -118,6 +118,16 @@ def test_deleting_the_last_event_is_detected(session, office, flow):
     assert audit.verify_chain(session, flow.id) == last
 
 
+def test_wiping_a_whole_log_with_its_head_is_detected(session, office, flow):
+    """Found by review: all events deleted and the head set back to the start looked like an intact log of
+    0 events; a dossier's log always starts with its reception."""
+    session.execute(delete(AuditEvent).where(AuditEvent.dossier_id == flow.id))
+    session.execute(update(Dossier).where(Dossier.id == flow.id).values(audit_seq=0, audit_head=audit.GENESIS))
+    session.commit()
+    result = check(session, flow)
+    assert (result.intact, result.first_bad_seq, result.reason) == (False, 1, audit.MISSING_TAIL)
+
+
 def test_deleting_an_event_in_the_middle_is_a_gap(session, office, flow):
     session.execute(delete(AuditEvent).where(AuditEvent.dossier_id == flow.id, AuditEvent.seq == 3))
     session.commit()

@@ -609,3 +609,70 @@ def test_counter_notices_print_on_one_a5_page(live_server, browser, session, off
     assert_pages(sizes, A5)
     flat = " ".join(text.split())
     assert "Số: 1/PTC" in flat and "PHIẾU TỪ CHỐI TIẾP NHẬN" in flat and "không thuộc thẩm quyền" in flat
+
+
+# --- the once rule, as a reviewer attacked it ----------------------------------------------------
+def test_the_once_rule_sees_the_same_document_typed_as_another_kind(session, office):
+    issue(session, office)
+    with pytest.raises(counter.GuidanceAlreadyGiven):
+        issue(session, office, applicant={**APPLICANT, "id_type": "khac", "id_number": "017 090 001 234"})
+
+
+def test_a_received_dossier_closes_the_guidance_a_later_application_may_be_guided_again(session, office):
+    from datetime import timedelta
+    issue(session, office)
+    dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code="1.001612", channel="counter",
+                             applicant=APPLICANT, components=components_for("1.001612"), now=NOW + timedelta(days=1))
+    later = issue(session, office, now=NOW + timedelta(days=90))
+    assert not later.repeated
+    with pytest.raises(counter.GuidanceAlreadyGiven):   # ... once again for the new application
+        issue(session, office, now=NOW + timedelta(days=91))
+
+
+def test_guidance_only_for_a_procedure_accepting_dossiers_today(session, office):
+    from engine.errors import ProcedureNotAccepting
+    with pytest.raises(ProcedureNotAccepting):
+        issue(session, office, now=vn(2020, 1, 6, 9))   # before any version took effect
+    assert count(session, CounterNotice) == 0
+    assert issue(session, office, kind="refusal", now=vn(2020, 1, 6, 9)).kind == "refusal"
+
+
+def test_items_are_bounded_for_the_desk_as_for_the_api(session, office):
+    with pytest.raises(InvalidInput) as err:
+        issue(session, office, items=[{"component": "GIAYDENGHI", "problem": "x" * 300_000}])
+    assert err.value.errors == {"items.0.problem": "at most 2000 characters"}
+    assert count(session, CounterNotice) == 0
+
+
+@pytest.mark.postgres_only
+def test_two_desks_guiding_the_same_applicant_at_once_give_one_first_guidance(factory, office):
+    """Both check 'no earlier guidance' at the same moment: the notice number's row lock serialises them."""
+    import threading
+    outcomes, barrier = [], threading.Barrier(2)
+    real = counter.previous_guidance
+
+    def slow_previous(*args, **kwargs):
+        found = real(*args, **kwargs)
+        try:
+            barrier.wait(timeout=2)   # both threads are past the check (or one waits on the lock: timeout)
+        except threading.BrokenBarrierError:
+            pass
+        return found
+
+    def desk():
+        with factory() as s:
+            try:
+                outcomes.append(("issued", issue(s, office).repeated))
+            except counter.GuidanceAlreadyGiven:
+                outcomes.append(("warned", None))
+
+    counter.previous_guidance = slow_previous
+    try:
+        threads = [threading.Thread(target=desk) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+    finally:
+        counter.previous_guidance = real
+    assert sorted(outcomes) == [("issued", False), ("warned", None)]

@@ -345,3 +345,39 @@ def test_only_who_may_complete_a_step_is_offered_its_decisions(ui, session, offi
     page = assignee.get(url).get_data(as_text=True)
     assert 'class="decision decision-approve"' in page and "Trình lãnh đạo phòng</button>" in page
     assert 'id="khong-xu-ly"' not in page
+
+
+def result_at_intake(decision: str = "approve", result: str = "number") -> str:
+    lanes = [("Lane_mc", "Một cửa", "mot_cua"), ("Lane_cv", "Chuyên viên", "chuyen_vien")]
+    nodes = [Node("S", "startEvent", "Tiếp nhận", "Lane_mc", 0),
+             Node("Task_A", "userTask", "Kiểm tra, vào sổ", "Lane_mc", 1, {"duration": "PT1H", "result": result}),
+             Node("G", "exclusiveGateway", "?", "Lane_mc", 2),
+             Node("Task_B", "userTask", "Xử lý", "Lane_cv", 3, {"duration": "PT1H"}),
+             Node("E", "endEvent", "Xong", "Lane_cv", 4), Node("E2", "endEvent", "Trả lại", "Lane_mc", 3)]
+    flows = [Flow("F1", "S", "Task_A"), Flow("F2", "Task_A", "G"),
+             Flow("F3", "G", "Task_B", "Chuyển xử lý", f'decision == "{decision}"'),
+             Flow("F4", "G", "E2", "", 'decision == "return"'), Flow("F5", "Task_B", "E", "Xong")]
+    return render(Process("Process_intake_result", "Kết quả tại bước tiếp nhận", lanes, nodes, flows))
+
+
+def test_a_step_recording_the_result_must_move_forward_with_approve():
+    """Found by review: the result is asked when the step approves, so a forward branch named otherwise
+    ('ky') would let the step move on without it."""
+    codes = {p.code for p in validation.validate(result_at_intake("ky"), 1, {"mot_cua", "chuyen_vien"}).problems}
+    assert "result_without_approve" in codes
+    codes = {p.code for p in validation.validate(result_at_intake(), 1, {"mot_cua", "chuyen_vien"}).problems}
+    assert "result_without_approve" not in codes
+
+
+def test_receiving_and_forwarding_cannot_skip_a_result_the_intake_step_records(session, office):
+    from engine.dossiers.reception import IntakeNotForwardable
+    publish(session, result_at_intake())
+    session.commit()
+    before = session.scalar(select(func.count()).select_from(Dossier))
+    with pytest.raises(IntakeNotForwardable):
+        dossiers.receive_dossier(session, actor_id=office["mot_cua"], procedure_code=LABEL_CODE, channel="counter",
+                                 applicant={"name": "Nguyễn Văn An", "id_number": "017090001234"},
+                                 components=[{"code": "DON", "filename": "don.pdf", "content": pdf("don")}],
+                                 forward=True, now=vn(2026, 11, 2, 9))
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Dossier)) == before

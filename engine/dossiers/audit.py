@@ -185,6 +185,8 @@ def _check(key: bytes, head, rows) -> ChainCheck:
         expected += 1
     if not keyed and legacy_last is not None and sealed_at != legacy_last:
         return fail(*_unsealed(legacy_last, sealed_at))
+    if expected == 1:   # every dossier's log starts with its reception: an empty one was wiped, head and all
+        return fail(1, MISSING_TAIL, "the log is empty, yet every dossier's log starts with its reception")
     last = expected - 1
     if last < head.audit_seq:
         return fail(last + 1, MISSING_TAIL, f"the dossier records {head.audit_seq} events, the log ends at {last}")

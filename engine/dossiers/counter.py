@@ -4,10 +4,11 @@ Either is recorded and numbered per unit, year and kind, and can be printed agai
 so nothing enters the process, the register or the reports' received counts."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from engine import clock
@@ -19,7 +20,7 @@ from engine.dossiers.aggregate import Record
 from engine.dossiers.processing import supplement_items
 from engine.errors import Conflict, InvalidInput, NotFound, ProcedureNotAccepting
 from engine.store.db import write_transaction
-from engine.store.models import CounterNotice, CounterNoticeSequence, Procedure, Unit, User
+from engine.store.models import CounterNotice, CounterNoticeSequence, Dossier, Procedure, Unit, User
 from engine.store.upsert import upsert
 
 GUIDANCE, REFUSAL = "guidance", "refusal"
@@ -65,6 +66,8 @@ def issue_counter_notice(session: Session, *, actor_id: int, kind: str, procedur
         reason = str(reason or "").strip()
         if len(reason) > REASON_MAX:
             raise InvalidInput("the reason is too long", errors={"reason": f"at most {REASON_MAX} characters"})
+        if kind == GUIDANCE:   # guidance invites the applicant back: only for a procedure accepting dossiers today
+            catalog.version_in_force(session, proc, clock.local(now).date())
         components = _components(session, proc, clock.local(now).date())
         if kind == GUIDANCE:
             listed = supplement_items(components, items)
@@ -72,6 +75,13 @@ def issue_counter_notice(session: Session, *, actor_id: int, kind: str, procedur
             if not reason:
                 raise InvalidInput("a refusal states its reasons (form 03)", errors={"reason": "required"})
             listed = supplement_items(components, items) if items else []
+        local = clock.local(now)
+        # The notice's number first: its row lock (held to the commit) serialises the desks of the unit, so
+        # two guidances to the same applicant at once cannot both be the first (refused, the number is unused).
+        number = upsert(session, CounterNoticeSequence,
+                        keys=[CounterNoticeSequence.unit_id, CounterNoticeSequence.year, CounterNoticeSequence.kind],
+                        values={"unit_id": unit_id, "year": local.year, "kind": kind, "value": 1},
+                        set_={"value": CounterNoticeSequence.value + 1}, returning=CounterNoticeSequence.value)
         repeated = False
         if kind == GUIDANCE:
             previous = previous_guidance(session, unit_id, proc.id, person["id_number"])
@@ -83,14 +93,9 @@ def issue_counter_notice(session: Session, *, actor_id: int, kind: str, procedur
                         "complete guidance (NĐ 118/2025 Đ11(2)). Receive or refuse the dossier, or confirm with "
                         "acknowledge_repeat to issue a second notice.", previous)
                 repeated = True
-        local = clock.local(now)
-        number = upsert(session, CounterNoticeSequence,
-                        keys=[CounterNoticeSequence.unit_id, CounterNoticeSequence.year, CounterNoticeSequence.kind],
-                        values={"unit_id": unit_id, "year": local.year, "kind": kind, "value": 1},
-                        set_={"value": CounterNoticeSequence.value + 1}, returning=CounterNoticeSequence.value)
         row = session.connection().execute(insert(NOTICES).values(
             unit_id=unit_id, procedure_id=proc.id, kind=kind, year=local.year, number=number, applicant=person,
-            applicant_id_number=person["id_number"], items=listed, reason=reason, repeated=repeated,
+            applicant_id_number=id_key(person["id_number"]), items=listed, reason=reason, repeated=repeated,
             issued_by_id=actor.id, issued_at=now, issued_on=local.date()).returning(*NOTICES.c)).one()
     return Record(row._mapping)
 
@@ -117,12 +122,24 @@ def _components(session: Session, proc: Procedure, day: date) -> list[dict]:
         return proc.components or []
 
 
+def id_key(id_number: str) -> str:
+    """An ID number as the once rule compares it: letters and digits only, upper case — the same document
+    typed with spaces, dots or under "Giấy tờ khác" is the same applicant."""
+    return re.sub(r"[^0-9A-Z]", "", str(id_number).upper())
+
+
 def previous_guidance(session: Session, unit_id: int, procedure_id: int, id_number: str) -> Record | None:
-    """The first guidance notice this unit gave the applicant (by ID number) for the procedure, if any."""
-    row = session.connection().execute(select(NOTICES).where(
-        NOTICES.c.unit_id == unit_id, NOTICES.c.procedure_id == procedure_id,
-        NOTICES.c.applicant_id_number == id_number, NOTICES.c.kind == GUIDANCE).order_by(NOTICES.c.id).limit(1)
-    ).one_or_none()
+    """The first guidance notice this unit gave the applicant (by ID number) for the procedure since it last
+    received a dossier of theirs for it — guidance is once per application: a received dossier closes it."""
+    key = id_key(id_number)
+    last_received = session.scalar(select(func.max(Dossier.received_at)).where(
+        Dossier.unit_id == unit_id, Dossier.procedure_id == procedure_id,
+        func.upper(Dossier.applicant_id_number) == key))
+    conditions = [NOTICES.c.unit_id == unit_id, NOTICES.c.procedure_id == procedure_id,
+                  NOTICES.c.applicant_id_number == key, NOTICES.c.kind == GUIDANCE]
+    if last_received is not None:
+        conditions.append(NOTICES.c.issued_at > last_received)
+    row = session.connection().execute(select(NOTICES).where(*conditions).order_by(NOTICES.c.id).limit(1)).one_or_none()
     return Record(row._mapping) if row is not None else None
 
 

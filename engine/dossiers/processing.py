@@ -112,12 +112,18 @@ def supplement_window_end(change: DossierChange) -> datetime:
                                            calendar_mod.same_day_cutoff(change.session, clock.local(received).date()))
 
 
+ITEM_TEXT_MAX = 2000
+ITEMS_MAX = 100
+
+
 def supplement_items(components: list[dict], items) -> list[dict]:
     """Each requested item names a component of the procedure and what is wrong with it, or is a
     document the procedure does not list ("ngoài danh mục"), with the reason it is needed (L1)."""
     if not isinstance(items, list) or not items:
         raise InvalidInput("list every document to supplement, completely, in one request",
                            errors={"items": "at least one item"})
+    if len(items) > ITEMS_MAX:
+        raise InvalidInput("too many items in one request", errors={"items": f"at most {ITEMS_MAX} items"})
     by_code = {c["code"]: c for c in components}
     out, errors = [], {}
     for i, item in enumerate(items):
@@ -128,6 +134,9 @@ def supplement_items(components: list[dict], items) -> list[dict]:
         problem = str(item.get("problem") or "").strip()
         if not problem:
             errors[f"items.{i}.problem"] = "say what is missing or wrong"
+        for key in ("problem", "name", "reason"):   # the same bounds as the API's schema, for every caller
+            if len(str(item.get(key) or "")) > ITEM_TEXT_MAX:
+                errors[f"items.{i}.{key}"] = f"at most {ITEM_TEXT_MAX} characters"
         if code is not None:
             if code not in by_code:
                 errors[f"items.{i}.component"] = "not a component of this procedure: " + ", ".join(by_code)

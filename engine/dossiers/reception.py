@@ -13,7 +13,7 @@ from engine.access import policy
 from engine.access.directory import unit_chain
 from engine.catalog import calendar as calendar_mod
 from engine.catalog import procedures as catalog
-from engine.dossiers import aggregate
+from engine.dossiers import aggregate, results
 from engine.dossiers import applicant as applicant_rules
 from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, new_dossier
@@ -151,6 +151,9 @@ def _forward_intake(change: DossierChange) -> None:
         raise IntakeNotForwardable("this procedure's process does not open a single intake step at the receiving "
                                    "desk that you can pass on: receive the dossier without forwarding it")
     task = opened[0]
+    if results.required(change.meta, task.spec_name):
+        raise IntakeNotForwardable("the intake step records a result document, which forwarding cannot give: "
+                                   "receive the dossier, then complete the step with its result")
     change.task = task
     change.audit("task_assigned", step=task.spec_name, task_id=task.id, name=task.name, how="claim",
                  **{"from": None, "to": actor.id, "to_name": actor.display_name})

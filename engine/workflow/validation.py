@@ -52,6 +52,8 @@ MESSAGES_VI = {
     "refusal_not_signed": "Từ chối giải quyết (mẫu 03) phải do Lãnh đạo cơ quan ký: nhánh từ chối phải đi qua "
                           "một bước của Lãnh đạo cơ quan trước khi kết thúc.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
+    "result_without_approve": "Bước ghi nhận văn bản kết quả phải chuyển tiếp bằng quyết định «Đồng ý» (approve): "
+                              "nhánh đi tiếp của cổng rẽ sau bước này cần điều kiện decision == 'approve'.",
     "bad_result_property": "Thuộc tính result của bước chỉ nhận file (đính kèm văn bản kết quả PDF), number (ghi số "
                            "và ngày ký văn bản) hoặc cả hai.",
 }
@@ -340,6 +342,12 @@ def _check_conventions(model, process, flows, statutory_days, known_roles, calen
             problems.append(Problem(ERROR, "bad_result_property", step.id,
                                     f"property result: unknown value(s) {', '.join(unknown)}; use "
                                     f"{' and/or '.join(bpmn_xml.RESULT_VALUES)}", f"Giá trị hiện có: «{', '.join(unknown)}»."))
+        if step.result and step.decisions and "approve" not in step.decisions:
+            # the result is asked when the step approves: a step whose forward decision has another name
+            # would move on without it
+            problems.append(Problem(ERROR, "result_without_approve", step.id,
+                                    "a step that records the result document must move forward with the "
+                                    f"decision 'approve' (its decisions: {', '.join(step.decisions)})"))
         if not step.duration:
             problems.append(Problem(ERROR, "task_without_duration", step.id, "user task has no 'duration' property"))
             continue

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine.errors import NotAllowed
+from engine.store.db import Prepared, connection
 from engine.store.models import RoleGrant, User
 
 
@@ -28,14 +29,20 @@ class Actor:
         return sorted(unit for unit, r in self.grants if r == role)
 
 
+# Built once (every use case and every API request runs it): see engine/dossiers/aggregate.py.
+_ACTOR = Prepared(select(User.id, User.username, User.full_name, User.active, RoleGrant.unit_id, RoleGrant.role)
+                  .outerjoin(RoleGrant, RoleGrant.user_id == User.id).where(User.id == bindparam("user_id")))
+
+
 def load_actor(session: Session, user_id: int) -> Actor:
     # Core on the session's connection: a plain row read, without ORM result processing.
-    rows = session.connection().execute(
-        select(User.id, User.username, User.full_name, User.active, RoleGrant.unit_id, RoleGrant.role)
-        .outerjoin(RoleGrant, RoleGrant.user_id == User.id).where(User.id == user_id)
-    ).all()
-    if not rows or not rows[0].active:
+    return actor_of(_ACTOR.all(connection(session), {"user_id": user_id}))
+
+
+def actor_of(rows) -> Actor:
+    """The actor from rows (dicts) of id, username, full_name, active, unit_id, role: one per grant."""
+    if not rows or rows[0]["id"] is None or not rows[0]["active"]:
         raise NotAllowed("unknown or inactive user")
     first = rows[0]
-    grants = frozenset((r.unit_id, r.role) for r in rows if r.role is not None)
-    return Actor(first.id, first.username, first.full_name, grants)
+    grants = frozenset((r["unit_id"], r["role"]) for r in rows if r["role"] is not None)
+    return Actor(first["id"], first["username"], first["full_name"], grants)

@@ -5,15 +5,15 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from engine import clock
-from engine.access.actors import Actor, load_actor
+from engine.access.actors import Actor, actor_of
 from engine.access.passwords import verify_password
 from engine.errors import DomainError
-from engine.store.db import begin_write
-from engine.store.models import ApiToken, User
+from engine.store.db import Prepared, begin_write, connection, single_read
+from engine.store.models import ApiToken, RoleGrant, User
 
 TOKEN_TTL = timedelta(hours=12)
 
@@ -47,13 +47,23 @@ def issue_token(session: Session, username: str, password: str, now: datetime | 
     return token, expires
 
 
+# The token, its user and the user's grants in one statement (every API request runs it), built once.
+_TOKEN_ACTOR = Prepared(
+    select(ApiToken.expires_at, ApiToken.revoked, User.id, User.username, User.full_name, User.active,
+           RoleGrant.unit_id, RoleGrant.role)
+    .outerjoin(User, User.id == ApiToken.user_id).outerjoin(RoleGrant, RoleGrant.user_id == User.id)
+    .where(ApiToken.token_sha256 == bindparam("digest")))
+
+
 def actor_for_token(session: Session, token: str, now: datetime | None = None) -> Actor | None:
     now = now or clock.now()
-    row = session.execute(select(ApiToken.user_id, ApiToken.expires_at, ApiToken.revoked)
-                          .where(ApiToken.token_sha256 == _digest(token))).one_or_none()
-    if row is None or row.revoked or row.expires_at <= now:
+    own = single_read(session)  # outside a transaction when the session has none (an API request's first read)
+    rows = _TOKEN_ACTOR.all(own or connection(session), {"digest": _digest(token)})
+    if own is not None:
+        session.rollback()
+    if not rows or rows[0]["revoked"] or rows[0]["expires_at"] <= now:
         return None
-    return load_actor(session, row.user_id)
+    return actor_of(rows)
 
 
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$ChhYVXde2Z/Wr55N4TjNWw$2eHeuzFUPueQulskUacF5POZT6ADi+lKkxOVqYqDwyw"

@@ -174,7 +174,7 @@ class DossierChange:
         aggregate.cancel_tasks(self.session, d.id, self.now, gone)
         self._open = {**{k: v for k, v in open_rows.items() if k in ready_ids}, **{t.id: t for t in created}}
         d.timer_due_at = inst.next_timer_due()
-        if inst.completed and d.status in OPEN_STATUSES:
+        if not ready and d.status in OPEN_STATUSES and inst.completed:  # a step still ready: not completed
             self.finish(REFUSED if refused else RESULT_READY)
             self.audit("finished", outcome=d.status, on_time=d.finish_result != "late")
         d.workflow_state = inst.dump()
@@ -283,8 +283,12 @@ def dossier_change(session: Session, *, actor_id: int | None, permission: str | 
     holder: list[DossierChange] = []
     with _transaction(session, holder):
         actor = load_actor(session, actor_id) if actor_id is not None else None
-        dossier = aggregate.lock(session, code=code, task_id=task_id, dossier_id=dossier_id)
+        if task_id is not None:  # every change to a task reads its dossier's open tasks: in the same statement
+            dossier, open_rows = aggregate.lock_with_open_tasks(session, task_id)
+        else:
+            dossier, open_rows = aggregate.lock(session, code=code, dossier_id=dossier_id), None
         change = DossierChange(session, actor, now, dossier)
+        change._open = open_rows
         holder.append(change)
         if permission == "task.complete":
             change.task = change.open_tasks.get(task_id)

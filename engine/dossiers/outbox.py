@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine import clock
-from engine.store.db import begin_write
+from engine.store.db import Prepared, begin_write
 from engine.store.models import Dossier, OutboxEvent, Procedure
 
 
@@ -39,10 +39,13 @@ def row(session: Session, dossier: Dossier, kind: str, at: datetime, procedure_c
     return {"event_id": event_id, "dossier_id": dossier.id, "kind": kind, "payload": payload, "occurred_at": at}
 
 
+_INSERT = Prepared(insert(OutboxEvent.__table__))  # built once: every use case writes here
+
+
 def write(session: Session, rows: list[dict]) -> None:
     """Insert outbox rows (one multi-row INSERT, in the current transaction)."""
     if rows:
-        session.connection().execute(insert(OutboxEvent), rows)
+        _INSERT.run(session.connection(), rows)
 
 
 def record(session: Session, dossier: Dossier, kind: str, at: datetime) -> None:

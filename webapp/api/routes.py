@@ -13,6 +13,7 @@ from sqlalchemy import select
 from engine import catalog, clock, dossiers
 from engine.access import directory, policy, ratelimit, tokens
 from engine.catalog.calendar import load_calendar
+from engine.dossiers import audit, counter
 from engine.errors import DomainError, InvalidInput, NotFound
 from engine.reporting import metrics, views
 from engine.store.files import FileRejected, sniff
@@ -25,13 +26,23 @@ from ..errors import problem
 from . import bp
 from . import schemas as s
 
+_SCHEMAS: dict = {}
+
+
+def _schema(cls, many: bool = False):
+    """One instance per schema class (building one deep-copies its fields; load and dump keep no state)."""
+    key = (cls, many)
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = cls(many=many)
+    return _SCHEMAS[key]
+
 
 def body(schema):
-    return schema().load(request.get_json())
+    return _schema(schema).load(request.get_json())
 
 
 def answer(schema, data, status=200, many=False):
-    response = jsonify(schema(many=many).dump(data))
+    response = jsonify(_schema(schema, many).dump(data))
     response.status_code = status
     return response
 
@@ -161,7 +172,7 @@ def receive(actor):
     data = s.DossierIn().load(raw)
     files = decode_files(data["components"], "components")
     kwargs = dict(actor_id=actor.id, procedure_code=data["procedure_code"], channel=data["channel"],
-                  applicant=data["applicant"], components=files, unit_code=data["unit_code"])
+                  applicant=data["applicant"], components=files, unit_code=data["unit_code"], forward=data["forward"])
     key = idempotency_key()
     session = db.session()
     if key:
@@ -190,10 +201,36 @@ def get_dossier(actor, code):
     return answer(s.DossierOut, views.dossier_view(db.session(), code))
 
 
+@bp.get("/dossiers/<code>/audit")
+@login_required
+def dossier_audit(actor, code):
+    """The dossier's audit log and whether its hash chain is intact: for whoever may see its timeline."""
+    dossier = visible_dossier(actor, code)
+    check, events = audit.audit_log(db.session(), dossier.id)
+    return answer(s.AuditOut, {"code": dossier.code, "intact": check.intact, "first_bad_seq": check.first_bad_seq,
+                               "reason": check.reason, "detail": check.detail or None,
+                               "events": [e._mapping for e in events]})
+
+
 @bp.get("/tasks")
 @login_required
 def my_tasks(actor):
     return answer(s.TaskOut, views.inbox(db.session(), actor), many=True)
+
+
+def decode_result(given: dict | None) -> dict | None:
+    """The result document of a completion, its file decoded from base64 (the engine checks it is a PDF)."""
+    if given is None:
+        return None
+    out = {k: given[k] for k in ("number", "signed_on") if given.get(k) is not None}
+    if given.get("file") is not None:
+        try:
+            content = base64.b64decode(given["file"]["content_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("the result file is not valid base64",
+                               errors={"result.file.content_base64": "not valid base64"}) from None
+        out["file"] = {"filename": given["file"]["filename"], "content": content}
+    return out
 
 
 @bp.post("/tasks/<task_id>/complete")
@@ -201,7 +238,7 @@ def my_tasks(actor):
 def complete(actor, task_id):
     data = body(s.CompleteIn)
     result = dossiers.complete_task(db.session(), actor_id=actor.id, task_id=task_id, data=data["data"],
-                                    note=data["note"])
+                                    note=data["note"], result=decode_result(data["result"]))
     return answer(s.CompleteOut, {
         "dossier_code": result.dossier.code, "status": result.dossier.status,
         "next_tasks": [{"id": t.id, "name": t.name, "role": t.role, "started_at": t.started_at, "due_at": t.due_at,
@@ -316,6 +353,35 @@ def return_result(actor, code):
     visible_dossier(actor, code)
     d = dossiers.return_result(db.session(), actor_id=actor.id, dossier_code=code, note=data["note"], via=data["via"])
     return answer(s.StatusOut, {"code": d.code, "status": d.status})
+
+
+# --- at the counter, without a dossier (L3) ---------------------------------------------------------
+def counter_notice_dump(view) -> dict:
+    n = view.notice
+    return {"id": n.id, "number": view.number, "kind": n.kind, "unit_code": view.unit.code,
+            "procedure_code": view.procedure.code, "applicant": n.applicant, "items": n.items, "reason": n.reason,
+            "repeated": n.repeated, "issued_at": n.issued_at, "issued_by": view.officer}
+
+
+@bp.post("/counter-notices")
+@login_required
+def issue_counter_notice(actor):
+    """Guidance (form 02) or a refusal (form 03) given at the counter; no dossier is received."""
+    data = body(s.CounterNoticeIn)
+    session = db.session()
+    notice = counter.issue_counter_notice(
+        session, actor_id=actor.id, kind=data["kind"], procedure_code=data["procedure_code"],
+        applicant=data["applicant"], items=data["items"], reason=data["reason"], unit_code=data["unit_code"],
+        acknowledge_repeat=data["acknowledge_repeat"])
+    response = answer(s.CounterNoticeOut, counter_notice_dump(counter.visible_notice(session, actor, notice.id)), 201)
+    response.headers["Location"] = f"/api/v1/counter-notices/{notice.id}"
+    return response
+
+
+@bp.get("/counter-notices/<int:notice_id>")
+@login_required
+def get_counter_notice(actor, notice_id):
+    return answer(s.CounterNoticeOut, counter_notice_dump(counter.visible_notice(db.session(), actor, notice_id)))
 
 
 # --- public --------------------------------------------------------------------------------------

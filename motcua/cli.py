@@ -33,7 +33,11 @@ def main():
 @main.command("init-db")
 def init_db():
     """Create or upgrade the schema (Alembic upgrade head)."""
-    schema.upgrade(config.database_url())
+    try:
+        schema.upgrade(config.database_url())
+    except config.ConfigError as exc:   # e.g. migration 0012 seals existing audit logs: it needs the audit key
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     click.echo(f"schema up to date on {make_engine().url.render_as_string(hide_password=True)}")
 
 

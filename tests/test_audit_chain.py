@@ -466,3 +466,29 @@ def test_the_admin_check_pages_through_batches_and_lists_broken_logs(app, sessio
     bad = admin_client.get("/quan-tri/nhat-ky?sau=abc")
     assert bad.status_code == 400 and "Vị trí tiếp tục kiểm tra không hợp lệ" in bad.get_data(as_text=True)
     assert _login(app, "chuyen_vien1").get("/quan-tri/nhat-ky").status_code == 403
+
+
+@pytest.mark.postgres_only
+def test_init_db_without_the_key_on_a_database_with_logs_says_why(session, office, db_url, monkeypatch, rekey):
+    """Migration 0012 seals the logs already written, with the key: `motcua init-db` without it stops with
+    the reason (exit 2), not a traceback, and leaves the schema where it was."""
+    receive(session, office)
+    session.commit()
+    session.close()
+    cfg = schema.alembic_config(db_url)
+    from alembic import command
+    command.downgrade(cfg, "0011")
+    try:
+        with monkeypatch.context() as env:
+            for name in ("MOTCUA_AUDIT_KEY", "MOTCUA_AUDIT_KEY_FILE"):
+                env.delenv(name, raising=False)
+            env.setenv("DATABASE_URL", db_url)
+            config.forget_audit_key()
+            result = CliRunner().invoke(main, ["init-db"])
+        assert result.exit_code == 2 and "MOTCUA_AUDIT_KEY" in result.output, result.output
+        assert "Traceback" not in result.output
+        with session.get_bind().connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0011"
+    finally:
+        config.forget_audit_key()
+        command.upgrade(cfg, "head")

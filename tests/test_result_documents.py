@@ -381,3 +381,12 @@ def test_receiving_and_forwarding_cannot_skip_a_result_the_intake_step_records(s
                                  forward=True, now=vn(2026, 11, 2, 9))
     session.rollback()
     assert session.scalar(select(func.count()).select_from(Dossier)) == before
+
+
+def test_the_api_gives_each_decision_its_button_text_from_the_diagram(client, session, office):
+    d = receive(session, office)
+    desk = bearer(client, "mot_cua1")
+    task, = [t for t in client.get("/api/v1/tasks", headers=desk).get_json() if t["dossier_code"] == d.code]
+    assert task["labels"] == {"approve": "Chuyển chuyên viên thẩm định"}
+    claimed = client.post(f"/api/v1/tasks/{task['id']}/claim", headers=desk).get_json()
+    assert claimed["labels"] == task["labels"]

@@ -110,10 +110,29 @@ def inbox(session: Session, actor: Actor, limit: int = 200) -> list[dict]:
     rows, _ = inbox_page(session, actor, per_page=limit)
     codes = dict(session.execute(select(Unit.id, Unit.code).where(
         Unit.id.in_({r["task"].unit_id for r in rows}))).all()) if rows else {}
+    metas = _metas(session, [r["dossier"].version_id for r in rows])
     return [{"id": r["task"].id, "dossier_code": r["dossier"].code, "name": r["task"].name, "role": r["task"].role,
              "unit_code": codes.get(r["task"].unit_id), "started_at": r["task"].started_at, "due_at": r["task"].due_at,
-             "decisions": r["task"].decisions, "assignee_id": r["task"].assignee_id, "assignee": r["assignee"]}
+             "decisions": r["task"].decisions, "assignee_id": r["task"].assignee_id, "assignee": r["assignee"],
+             "labels": _labels(metas.get(r["dossier"].version_id), r["task"].spec_name, r["task"].decisions)}
             for r in rows]
+
+
+def _metas(session: Session, version_ids) -> dict[int, dict]:
+    ids = set(version_ids)
+    return dict(session.execute(select(ProcedureVersion.id, ProcedureVersion.meta)
+                                .where(ProcedureVersion.id.in_(ids))).all()) if ids else {}
+
+
+def _labels(meta: dict | None, spec_name: str, decisions) -> dict[str, str]:
+    labels = ((meta or {}).get("steps", {}).get(spec_name) or {}).get("labels") or {}
+    return {d: labels[d] for d in decisions or () if labels.get(d)}
+
+
+def decision_labels(session: Session, version_id: int, spec_name: str, decisions) -> dict[str, str]:
+    """The button text of each of a step's decisions, as the diagram names the flow it takes (the step page
+    shows the same); a decision whose flow has no name is left out."""
+    return _labels(_metas(session, [version_id]).get(version_id), spec_name, decisions)
 
 
 PUBLIC_LABELS = {

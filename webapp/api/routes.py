@@ -251,7 +251,8 @@ def assignment_dump(result) -> dict:
     return {"id": t.id, "dossier_code": result.dossier.code, "name": t.name, "role": t.role,
             "unit_code": result.unit_code,
             "started_at": t.started_at, "due_at": t.due_at, "decisions": t.decisions,
-            "assignee_id": t.assignee_id, "assignee": result.assignee_name}
+            "assignee_id": t.assignee_id, "assignee": result.assignee_name,
+            "labels": views.decision_labels(db.session(), result.dossier.version_id, t.spec_name, t.decisions)}
 
 
 @bp.post("/tasks/<task_id>/assign")

@@ -305,6 +305,9 @@ class TaskOut(Schema):
     started_at = Aware()
     due_at = Aware()
     decisions = fields.List(fields.String())
+    labels = fields.Dict(keys=fields.String(), values=fields.String(), metadata={
+        "description": "the button text of each decision, from the name of the flow it takes in the diagram "
+                       "(e.g. approve → 'Trình lãnh đạo phòng'); a decision whose flow has no name is absent"})
     assignee_id = fields.Integer(allow_none=True, metadata={
         "description": "the user the step is assigned to (only they may complete it); null: anyone of its role"})
     assignee = fields.String(allow_none=True, metadata={"description": "the assignee's name"})

@@ -49,6 +49,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from engine_cycle import reset_pg, use_tree  # noqa: E402  (this folder; imports no engine code)
+
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
 PASSWORD = "load-bench-password"
 USERS = 32
@@ -56,31 +59,7 @@ WARMUP_CLIENTS, WARMUP_SECONDS = 8, 2.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def use_tree(tree: Path) -> None:
-    """Import `engine` and `webapp` from `tree` only (not through the editable install's finder)."""
-    import importlib
-
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT]
-    sys.path.insert(0, str(tree))
-    sys.path.insert(0, str(HERE))
-    importlib.invalidate_caches()
-
-
-# --- the database --------------------------------------------------------------------------------
-def reset_pg(url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    if make_url(url).database in (None, "", "test", "postgres", "template0", "template1"):
-        raise SystemExit(f"refusing to wipe the PostgreSQL database of {url}: give one of this benchmark's own")
-    eng = create_engine(url)
-    with eng.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    eng.dispose()
-
-
+# --- the database ---------------------------------------------------------------------------------
 class Office:
     """The seeded office: the clerks' ids and tokens, and a way to receive more dossiers."""
 

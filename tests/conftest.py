@@ -6,10 +6,13 @@ import email
 import email.policy
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -409,3 +412,37 @@ def send(factory, smtp, gateway):
     return run
 
 
+# --- the screens through the Flask test client, and a time bound -------------------------------------
+@pytest.fixture
+def ui(app):
+    """A browser-less client of the screens (CSRF on; the session cookie works over plain HTTP)."""
+    app.config["SESSION_COOKIE_SECURE"] = False
+    return app.test_client()
+
+
+def csrf(client, url="/dang-nhap"):
+    """The CSRF token of the form on `url`."""
+    page = client.get(url).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def login(client, username, password="matkhau-123"):
+    r = client.post("/dang-nhap", data={"username": username, "password": password, "csrf_token": csrf(client)})
+    assert r.status_code == 302, r.get_data(as_text=True)[:500]
+    return client
+
+
+@contextmanager
+def watchdog(seconds: float, what: str = "the block"):
+    """Fail (TimeoutError) if the block runs longer than `seconds`: a loose bound, far above what bounded
+    code takes and far below what the unbounded code took, so a loaded machine does not make it flaky."""
+    def expired(*_):
+        raise TimeoutError(f"{what} took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,18 +1,11 @@
 """Citizens' personal data is for those who work dossiers (issue #12 item 6): a designer or an
 administrator who holds no desk role sees figures and codes, never names, ID numbers or phones."""
 import pytest
-from conftest import APPLICANT, receive
-from test_ui import login
+from conftest import APPLICANT, login, receive
 
 from engine.access import directory
 
 PERIOD = "tu=2026-11-01&den=2026-11-30"
-
-
-@pytest.fixture
-def ui(app):
-    app.config["SESSION_COOKIE_SECURE"] = False
-    return app.test_client()
 
 
 @pytest.mark.parametrize("username", ["designer1", "admin1"])

@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 from bpmn_fixtures import LANES, Flow, Node, Process, render
-from conftest import APPLICANT, bearer, components_for, pdf, vn
+from conftest import APPLICANT, bearer, components_for, csrf, login, pdf, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -205,20 +205,10 @@ def test_the_use_case_stores_the_normalised_details_and_refuses_bad_ones(session
 
 # --- the screens --------------------------------------------------------------------------------------
 @pytest.fixture
-def ui(app):
-    app.config["SESSION_COOKIE_SECURE"] = False
-    app.config["MOTCUA_NOW"] = NOW.isoformat()
-    return app.test_client()
-
-
-def csrf(client, url="/dang-nhap"):
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get(url).get_data(as_text=True)).group(1)
-
-
-def login(client, username):
-    r = client.post("/dang-nhap", data={"username": username, "password": "matkhau-123", "csrf_token": csrf(client)})
-    assert r.status_code == 302
-    return client
+def ui(ui):
+    """The screens' client on the desk's Monday morning."""
+    ui.application.config["MOTCUA_NOW"] = NOW.isoformat()
+    return ui
 
 
 def desk_form(client, action, code="1.001612", files=True, **fields):

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 from bpmn_fixtures import Flow, Node, Process, render
-from conftest import ROOT, bearer, open_task, pdf, receive, vn
+from conftest import ROOT, bearer, csrf, login, open_task, pdf, receive, vn
 from sqlalchemy import func, select
 
 from engine import catalog, dossiers
@@ -25,23 +25,6 @@ from engine.store.models import RESULT_READY, AuditEvent, Dossier, DossierFile, 
 from engine.workflow import bpmn_xml, validation
 
 SIGNED = pdf("ket-qua-da-ky")
-
-
-@pytest.fixture
-def ui(app):
-    app.config["SESSION_COOKIE_SECURE"] = False
-    return app.test_client()
-
-
-def csrf(client, url="/dang-nhap"):
-    page = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def login(client, username):
-    r = client.post("/dang-nhap", data={"username": username, "password": "matkhau-123", "csrf_token": csrf(client)})
-    assert r.status_code == 302, r.get_data(as_text=True)[:500]
-    return client
 
 
 def to_step(session, office, role, code="1.001612"):

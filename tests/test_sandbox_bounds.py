@@ -7,14 +7,12 @@ import json
 import math
 import re
 import resource
-import signal
 import time
-from contextlib import contextmanager
 from datetime import date, datetime, timezone
 
 import pytest
 from bpmn_fixtures import LANES, Flow, Node, Process, linear_with, render
-from conftest import APPLICANT, as_orm, bearer, open_task, pdf, vn
+from conftest import APPLICANT, as_orm, bearer, open_task, pdf, vn, watchdog
 from sqlalchemy import func, select
 
 from engine import catalog, clock, dossiers, errors
@@ -27,20 +25,6 @@ CAL = WorkingCalendar()
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # Monday 09:00 in Vietnam
 
 
-@contextmanager
-def watchdog(seconds: float):
-    """Fail (TimeoutError) if the block runs longer than `seconds`: far above what the bounded code takes
-    (milliseconds), far below what the unbounded code took (10 s and more), so load does not make it flaky."""
-    def expired(*_):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def peak_mb() -> float:

@@ -3,27 +3,10 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import APPLICANT, ROOT, item, open_task, pdf, receive, result_for, vn
+from conftest import APPLICANT, ROOT, csrf, item, login, open_task, pdf, receive, result_for, vn
 
 from engine import dossiers
 from engine.errors import DossierClosed, NotFound
-
-
-@pytest.fixture
-def ui(app):
-    app.config["SESSION_COOKIE_SECURE"] = False
-    return app.test_client()
-
-
-def csrf(client, url="/dang-nhap"):
-    page = client.get(url).get_data(as_text=True)
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def login(client, username):
-    r = client.post("/dang-nhap", data={"username": username, "password": "matkhau-123", "csrf_token": csrf(client)})
-    assert r.status_code == 302, r.get_data(as_text=True)[:500]
-    return client
 
 
 def test_pages_need_login_and_forms_need_csrf(ui, office):

@@ -4,7 +4,6 @@ enumeration of paths), and a version is validated outside the catalog's write tr
 
 Correctness is asserted here; timings belong to bench/validation.py. A watchdog (SIGALRM) only makes a
 regression fail in seconds instead of running for minutes."""
-import signal
 import sqlite3
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from bpmn_fixtures import LANES, Flow, Node, Process, render
+from conftest import watchdog
 from sqlalchemy import func, select
 
 from engine import catalog
@@ -28,20 +28,6 @@ from validation import bare, chain, diamonds, gateways  # noqa: E402  (bench/val
 ROLES = {"mot_cua", "chuyen_vien", "lanh_dao_phong", "lanh_dao", "van_thu"}
 
 
-@contextmanager
-def watchdog(seconds: float):
-    """Fail (TimeoutError) if the block runs longer than `seconds`: a loose bound, far above the 2 s the
-    bench measures against, so a loaded machine does not make the test flaky."""
-    def expired(*_):
-        raise TimeoutError(f"validation took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def problems(result, code):
@@ -55,7 +41,7 @@ def test_parallel_diamonds_are_checked_in_linear_time_with_the_longest_path(n):
     (Before: every path was walked; 21 diamonds took 22 s and 25 several minutes.)"""
     xml = diamonds(n)
     hours = 2 * n
-    with watchdog(10):
+    with watchdog(10, "validation"):
         over = validation.validate(xml, hours // 8, ROLES)   # one working day short of the longest path
         fits = validation.validate(xml, -(-hours // 8), ROLES)  # days rounded up: it fits
     [problem] = problems(over, "durations_exceed_statutory")
@@ -67,7 +53,7 @@ def test_parallel_diamonds_are_checked_in_linear_time_with_the_longest_path(n):
 
 def test_a_long_chain_does_not_exhaust_the_stack():
     """1,200 steps in a row (before: the recursive walk raised RecursionError, a 500 on /bpmn/validate)."""
-    with watchdog(10):
+    with watchdog(10, "validation"):
         result = validation.validate(chain(1200, "PT1M"), 2, ROLES)
     [problem] = problems(result, "durations_exceed_statutory")
     assert "add up to 20 working hours" in problem.message and problem.element_id == "T1199"
@@ -142,7 +128,7 @@ def test_six_thousand_gateways_near_the_size_cap_are_refused_at_once():
     assert bpmn_xml.MAX_BPMN_BYTES - 60_000 < len(xml.encode()) <= bpmn_xml.MAX_BPMN_BYTES
     assert xml.count("<bpmn:exclusiveGateway ") == 6000
     for data in (xml, xml.encode()):
-        with watchdog(10):
+        with watchdog(10, "validation"):
             result = validation.validate(data, 30, ROLES)
         assert [(p.code, p.severity) for p in result.problems] == [("xml_too_many_elements", "error")]
         assert "10,000" in result.problems[0].message and "10.000" in result.problems[0].message_vi
@@ -164,7 +150,7 @@ def test_the_largest_accepted_file_of_the_worst_shape_is_validated_correctly():
     elements = sum(1 for _ in bpmn_xml.parse_safely(xml).iter())
     assert bpmn_xml.MAX_ELEMENTS - 400 < elements <= bpmn_xml.MAX_ELEMENTS
     t0 = time.perf_counter()
-    with watchdog(20):
+    with watchdog(20, "validation"):
         result = validation.validate(xml, 30, ROLES)
     assert result.valid and result.problems == [] and result.parsed is not None
     print(f"worst accepted shape, {elements} elements: {time.perf_counter() - t0:.2f} s")

@@ -5,6 +5,7 @@ import re
 from datetime import datetime
 
 from engine.clock import VN_TZ, now
+from engine.dossiers import consultations, results
 from engine.reporting import deadlines
 
 STATUS = {
@@ -219,8 +220,8 @@ def component_label(code: str, components=()) -> str:
     for c in components or ():
         if c.get("code") == code:
             return c.get("name") or "Thành phần hồ sơ"
-    if code == "KETQUA":
+    if code == results.FILE_CODE:
         return "Văn bản kết quả"
-    if code.startswith("YKIEN-"):
+    if code.startswith(consultations.FILE_PREFIX):
         return "Ý kiến đơn vị phối hợp"
     return "Tài liệu khác"

@@ -96,9 +96,12 @@ def answer_opinion(session: Session, *, actor_id: int, consultation_id: int, ans
     return row
 
 
+FILE_PREFIX = "YKIEN-"
+
+
 def file_code(consultation_id: int) -> str:
     """The component code a consultation's answer files are kept under."""
-    return f"YKIEN-{consultation_id}"
+    return f"{FILE_PREFIX}{consultation_id}"
 
 
 def _of_task(change: DossierChange, task_id: str) -> list[Record]:

@@ -42,8 +42,9 @@ class DossierChange:
     tasks, calendar and version metadata, and what to write when the change closes."""
 
     def __init__(self, session: Session, actor: Actor | None, now: datetime, dossier: Record | None = None,
-                 unit_id: int | None = None):
+                 unit_id: int | None = None, sink: BatchSink | None = None):
         self.session, self.actor, self.now = session, actor, now
+        self.sink = sink  # the timer sweep's batch: new inbox rows and the dossier row are written with it
         self.dossier = dossier
         self.unit_id = unit_id if dossier is None else dossier.unit_id
         self.task: Record | None = None
@@ -168,7 +169,10 @@ class DossierChange:
             self.audit("task_started", step=info.spec_name, task_id=info.id, name=task.name, role=task.role,
                        unit=aggregate.unit_code(self.session, unit_id), started_at=started.isoformat(),
                        due_at=due.isoformat())
-        aggregate.insert_tasks(self.session, created)
+        if self.sink is not None:
+            self.sink.tasks.extend(created)
+        else:
+            aggregate.insert_tasks(self.session, created)
         ready_ids = {i.id for i in ready}
         gone = [task_id for task_id in open_rows if task_id not in ready_ids]
         aggregate.cancel_tasks(self.session, d.id, self.now, gone)
@@ -227,10 +231,11 @@ class DossierChange:
                                          in aggregate.completed_step_deadlines(self.session, d.id)])
 
     # --- closing ---------------------------------------------------------------------------------
-    def close(self, sink: BatchSink | None = None) -> None:
+    def close(self) -> None:
         """Write what the change did (counters, audit, outbox, the dossier row). No commit. With a
-        `sink`, the audit and outbox rows are collected for one INSERT per batch (the timer sweep)."""
-        d = self.dossier
+        sink (the timer sweep), the new inbox rows, the audit and outbox rows and the dossier row are
+        collected for a few statements per batch (`BatchSink.flush`)."""
+        d, sink = self.dossier, self.sink
         if d is None:
             raise RuntimeError("a dossier change closed without a dossier")
         counters.apply(self.session, self._facts, d)
@@ -244,20 +249,31 @@ class DossierChange:
             audit.write(self.session, self._events)
             outbox.write(self.session, events)
         notices.queue(self.session, d, kinds, self._status, self.now)
-        aggregate.save(self.session, d)
+        if sink is not None:
+            sink.dossiers.append(d)
+        else:
+            aggregate.save(self.session, d)
 
 
 class BatchSink:
-    """Audit and outbox rows of several changes in one transaction, written together by `flush`."""
+    """What several changes in one transaction write, written together by `flush` before the commit:
+    the new inbox rows in one INSERT, the dossier rows in one batched UPDATE per set of changed columns
+    (each under its version guard), the audit and outbox rows in one INSERT each. Nothing a later change
+    of the batch reads is deferred: each dossier is claimed once per batch, and its own rows are read
+    before its change begins."""
 
     def __init__(self):
+        self.tasks: list[Record] = []
+        self.dossiers: list[Record] = []
         self.audit: list[dict] = []
         self.outbox: list[dict] = []
 
     def flush(self, session: Session) -> None:
+        aggregate.insert_tasks(session, self.tasks)
+        aggregate.save_many(session, self.dossiers)
         audit.write(session, self.audit)
         outbox.write(session, self.outbox)
-        self.audit, self.outbox = [], []
+        self.tasks, self.dossiers, self.audit, self.outbox = [], [], [], []
 
 
 @contextmanager
@@ -326,15 +342,18 @@ def new_dossier(session: Session, *, actor_id: int, unit_code: str | None = None
 
 
 @contextmanager
-def claimed_change(session: Session, dossier: Record, now: datetime, sink: BatchSink | None = None):
+def claimed_change(session: Session, dossier: Record, now: datetime, sink: BatchSink | None = None,
+                   open_tasks: dict[str, Record] | None = None):
     """A change by the system to a dossier the timer sweep has claimed (locked) in its own
     transaction. Without a `sink`: written inside a savepoint, so one dossier's failure (a process
-    that fails) leaves the batch's others. With one (changes that cannot fail half-way, like flags):
-    no savepoint, and the audit and outbox rows wait for the batch's `sink.flush`."""
-    change = DossierChange(session, None, now, dossier)
+    that fails) leaves the batch's others. With one: no savepoint, and the new inbox rows, the dossier
+    row, the audit and outbox rows wait for the batch's `sink.flush` (a failure must roll the batch
+    back). `open_tasks`: the dossier's open inbox rows when the caller read them for the whole batch."""
+    change = DossierChange(session, None, now, dossier, sink=sink)
+    change._open = open_tasks
     if sink is not None:
         yield change
-        change.close(sink)
+        change.close()
         return
     with session.begin_nested():
         yield change

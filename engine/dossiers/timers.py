@@ -6,10 +6,11 @@ requests the citizen left unanswered (`supplement_requests.respond_by`).
 
 Safe in several processes at once on PostgreSQL: dossiers are claimed in batches with
 `FOR UPDATE SKIP LOCKED` and every change is guarded by a condition re-checked under the lock, so
-each timer fires and each flag is set exactly once. Every dossier's change is written by the same
-unit of work as every use case (`claimed_change`), its audit and outbox rows collected for one INSERT
-per batch; a batch is one transaction, so a sweep stopped between batches (`stop`) leaves nothing
-half-written.
+each timer fires and each flag is set exactly once. Every dossier's change is made by the same
+unit of work as every use case (`claimed_change`); what the batch's changes write (new inbox rows,
+dossier rows, audit and outbox rows) is collected and written in a few statements per batch
+(`change.BatchSink`), the batch's open inbox rows read in one. A batch is one transaction, so a sweep
+stopped between batches (`stop`) leaves nothing half-written.
 
 `due_times` says when each kind next has something to do: the timer worker
 (engine/dossiers/timer_worker.py) sleeps until the earliest and sweeps only the kinds that are due.
@@ -33,7 +34,7 @@ from engine.store.db import begin_write
 from engine.store.models import AWAITING_SUPPLEMENT, OPEN_STATUSES, SupplementRequest
 from engine.workflow import runtime
 
-BATCH = 50
+BATCH = 100
 TIMERS, OVERDUE, LATE_STEPS, SUPPLEMENTS_DUE = "timers", "overdue", "late_steps", "supplements"
 KINDS = (TIMERS, OVERDUE, LATE_STEPS, SUPPLEMENTS_DUE)
 
@@ -148,10 +149,11 @@ def _fire_timers(factory, now, report, stop, skip) -> None:
     for batch in _batches(factory, DOSSIERS.c.timer_due_at < now, DOSSIERS.c.status.in_(OPEN_STATUSES),
                           order_by=DOSSIERS.c.timer_due_at, stop=stop, report=report, exclude=failed):
         session, sink = batch.session, BatchSink()
-        last_units = _last_step_units(session, [d.id for d in batch.dossiers])
+        ids = [d.id for d in batch.dossiers]
+        last_units, open_rows = _last_step_units(session, ids), aggregate.open_tasks_of(session, ids)
         for dossier in batch.dossiers:
             try:
-                with claimed_change(session, dossier, now, sink) as change:
+                with claimed_change(session, dossier, now, sink, open_rows[dossier.id]) as change:
                     due = dossier.timer_due_at
                     change.run(lambda inst: inst.fire_timers(), "a timer failed")
                     change.audit("timer_fired", due=due.isoformat())

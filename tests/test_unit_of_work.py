@@ -134,3 +134,48 @@ def test_a_use_case_refuses_to_commit_the_callers_pending_changes(session, offic
         dossiers.withdraw_dossier(session, actor_id=office["mot_cua"], dossier_code=d.code)
     session.rollback()
     assert session.get(Dossier, d.id).applicant["name"] == APPLICANT["name"]
+
+
+def test_the_actor_a_request_just_read_is_taken_once_and_only_for_that_user(session, office):
+    """The API's token look-up hands its actor to the use case that follows (one read fewer), but only
+    for the same user and only once: a second use case in the request reads the user afresh."""
+    from dataclasses import replace
+
+    from engine.access.actors import load_actor, remember_actor
+
+    mot_cua = load_actor(session, office["mot_cua"])
+    stale = replace(mot_cua, grants=mot_cua.grants | {(999, "lanh_dao")})  # as the request read it
+    remember_actor(session, stale)
+    assert load_actor(session, office["chuyen_vien"]).id == office["chuyen_vien"]  # another user: read, not taken
+    remember_actor(session, stale)
+    assert load_actor(session, office["mot_cua"]) is stale
+    assert load_actor(session, office["mot_cua"]) == mot_cua  # once: then read again
+    session.rollback()
+
+
+def test_an_api_request_reads_its_actor_once(session, office):
+    """A completion through the API: the token's read gives the actor, the use case does not read it again."""
+    from sqlalchemy import event
+
+    from webapp import create_app
+
+    d = receive(session, office)
+    task = open_task(session, d)
+    session.rollback()
+    app = create_app({"DATABASE_URL": session.get_bind().url.render_as_string(hide_password=False),
+                      "SECRET_KEY": "test-secret-key-0123456789abcdef", "TESTING": True})
+    client = app.test_client()
+    token = client.post("/api/v1/auth/token", json={"username": "mot_cua1", "password": "matkhau-123"}).get_json()["token"]
+    engine = app.extensions["motcua.sessionmaker"].kw["bind"]
+    seen = []
+    listener = lambda conn, cursor, statement, *args: seen.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        answer = client.post(f"/api/v1/tasks/{task.id}/complete", json={"data": {"decision": "approve"}},
+                             headers={"Authorization": f"Bearer {token}"})
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+        engine.dispose()
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    user_reads = [s for s in seen if "FROM users" in s or "FROM api_tokens" in s]
+    assert len(user_reads) == 1, user_reads

@@ -6,7 +6,7 @@ import functools
 from flask import g, request, session
 
 from engine.access import tokens
-from engine.access.actors import Actor, load_actor
+from engine.access.actors import Actor, load_actor, remember_actor
 from engine.errors import DomainError, NotAllowed
 
 from . import db
@@ -31,6 +31,8 @@ def current_actor() -> Actor | None:
             actor = load_actor(db.session(), session["user_id"])
         except NotAllowed:
             session.clear()
+    if actor is not None:
+        remember_actor(db.session(), actor)  # the use case the request runs next need not read it again
     g.actor = actor
     return actor
 

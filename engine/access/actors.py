@@ -34,7 +34,20 @@ _ACTOR = Prepared(select(User.id, User.username, User.full_name, User.active, Ro
                   .outerjoin(RoleGrant, RoleGrant.user_id == User.id).where(User.id == bindparam("user_id")))
 
 
+_JUST_READ = "motcua.actor_just_read"
+
+
+def remember_actor(session: Session, actor: Actor) -> None:
+    """The actor this request has just read (its token or login): the next `load_actor` of the same user
+    on this session takes it instead of reading the same rows again, once. Once only, so a request that
+    changes users or grants and then acts reads the actor afresh."""
+    session.info[_JUST_READ] = actor
+
+
 def load_actor(session: Session, user_id: int) -> Actor:
+    just_read = session.info.pop(_JUST_READ, None)
+    if just_read is not None and just_read.id == user_id:
+        return just_read
     # Core on the session's connection: a plain row read, without ORM result processing.
     return actor_of(_ACTOR.all(connection(session), {"user_id": user_id}))
 

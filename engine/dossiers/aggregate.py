@@ -9,7 +9,7 @@ version column, so a write that somehow bypassed the lock would be refused, neve
 """
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import and_, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.catalog import calendar as calendar_mod
@@ -53,8 +53,10 @@ _OPEN_TASKS = Prepared(select(TASKS).where(TASKS.c.dossier_id == bindparam("doss
 # is on the dossier row only): what completing a task reads first.
 _OWNER = TASKS.alias("owner")
 _TASK_LABELS = [(c.name, f"task_{c.name}") for c in TASKS.c]
+_CONSULTATIONS = PARTS["Consultation"]
 _LOCK_WITH_OPEN_TASKS = Prepared(
-    select(DOSSIERS, *(TASKS.c[name].label(label) for name, label in _TASK_LABELS))
+    select(DOSSIERS, *(TASKS.c[name].label(label) for name, label in _TASK_LABELS),
+           exists().where(_CONSULTATIONS.c.dossier_id == DOSSIERS.c.id).label("_consulted"))
     .select_from(DOSSIERS.outerjoin(TASKS, and_(TASKS.c.dossier_id == DOSSIERS.c.id, TASKS.c.completed_at.is_(None))))
     .where(DOSSIERS.c.id == select(_OWNER.c.dossier_id).where(_OWNER.c.id == bindparam("task_id")).scalar_subquery())
     .with_for_update(of=DOSSIERS))
@@ -107,8 +109,9 @@ def lock(session: Session, *, code: str | None = None, dossier_id: int | None = 
     return Record(rows[0])
 
 
-def lock_with_open_tasks(session: Session, task_id: str) -> tuple[Record, dict[str, Record]]:
-    """`lock(task_id=…)` and `open_tasks` of that dossier, in one statement."""
+def lock_with_open_tasks(session: Session, task_id: str) -> tuple[Record, dict[str, Record], bool]:
+    """`lock(task_id=…)` and `open_tasks` of that dossier, in one statement; and whether the dossier has
+    any consultation (a completion then reads them: consultations.require_answers)."""
     rows = _LOCK_WITH_OPEN_TASKS.all(connection(session), {"task_id": task_id})
     if not rows:
         raise NotFound(f"no task {task_id}")
@@ -117,7 +120,7 @@ def lock_with_open_tasks(session: Session, task_id: str) -> tuple[Record, dict[s
     for row in rows:
         if row["task_id"] is not None:
             tasks[row["task_id"]] = Record({name: row[label] for name, label in _TASK_LABELS})
-    return dossier, tasks
+    return dossier, tasks, bool(rows[0]["_consulted"])
 
 
 def claim(session: Session, *conditions, order_by, limit: int, exclude: set[int] = frozenset()) -> list[Record]:

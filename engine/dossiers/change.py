@@ -55,6 +55,7 @@ class DossierChange:
         self._events: list[dict] = []
         self._emitted: list[str] = []
         self._open: dict[str, Record] | None = None
+        self.consulted: bool | None = None  # whether the dossier has consultations (None: not read yet)
         self._instance: runtime.Instance | None = None
 
     # --- what the use case reads -----------------------------------------------------------------
@@ -299,12 +300,13 @@ def dossier_change(session: Session, *, actor_id: int | None, permission: str | 
     holder: list[DossierChange] = []
     with _transaction(session, holder):
         actor = load_actor(session, actor_id) if actor_id is not None else None
+        consulted = None
         if task_id is not None:  # every change to a task reads its dossier's open tasks: in the same statement
-            dossier, open_rows = aggregate.lock_with_open_tasks(session, task_id)
+            dossier, open_rows, consulted = aggregate.lock_with_open_tasks(session, task_id)
         else:
             dossier, open_rows = aggregate.lock(session, code=code, dossier_id=dossier_id), None
         change = DossierChange(session, actor, now, dossier)
-        change._open = open_rows
+        change._open, change.consulted = open_rows, consulted
         holder.append(change)
         if permission == "task.complete":
             change.task = change.open_tasks.get(task_id)

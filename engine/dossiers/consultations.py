@@ -105,6 +105,8 @@ def file_code(consultation_id: int) -> str:
 
 
 def _of_task(change: DossierChange, task_id: str) -> list[Record]:
+    if change.consulted is False:  # the lock's read says the dossier has none
+        return []
     return [c for c in aggregate.parts(change.session, Consultation, change.dossier.id) if c.task_id == task_id]
 
 

@@ -32,7 +32,17 @@ from engine.dossiers.aggregate import Record
 from engine.errors import DomainError, InvalidInput, TaskNotReady, WorkflowError
 from engine.reporting import counters, deadlines
 from engine.store.db import write_transaction
-from engine.store.models import OPEN_STATUSES, REFUSED, RESULT_READY, WITHDRAWN, IdempotencyKey, SupplementRequest, Unit
+from engine.store.models import (
+    OPEN_STATUSES,
+    PROCESSING,
+    RECEIVED,
+    REFUSED,
+    RESULT_READY,
+    WITHDRAWN,
+    IdempotencyKey,
+    SupplementRequest,
+    Unit,
+)
 from engine.workflow import runtime
 from engine.workflow.workcal import WorkingCalendar
 
@@ -121,6 +131,17 @@ class DossierChange:
             setattr(task, key, value)
         aggregate.save_task(self.session, task)
         self.open_tasks.pop(task.id, None)
+
+    def record_decision(self, task: Record, decision: str, note: str, *, late: bool, on_time: bool) -> None:
+        """What completing a step does, whoever completes it (`processing.complete_task`, the reception's
+        forward): the process moves on with `decision`, the step is closed by the change's actor and
+        audited, and a dossier just received is now being processed. `sync` then brings the rest in line."""
+        self.run(lambda inst: inst.complete(task.id, {"decision": decision}), f"the process failed after '{task.name}'")
+        self.complete_task(task, completed_at=self.now, completed_by_id=self.actor.id, decision=decision, note=note,
+                           late=late)
+        self.audit("task_completed", step=task.spec_name, task_id=task.id, decision=decision, note=note, on_time=on_time)
+        if self.dossier.status == RECEIVED:
+            self.dossier.status = PROCESSING
 
     def flag_late_steps(self) -> list[Record]:
         late = aggregate.late_open_tasks(self.session, self.dossier.id, self.now)

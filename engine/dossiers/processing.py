@@ -66,15 +66,10 @@ def complete_task(session: Session, *, actor_id: int, task_id: str, data: dict |
         if decision in (REFUSE, SEND_BACK) and not note:
             raise InvalidInput("a reason is required", errors={"reason": "required"})
 
-        change.run(lambda inst: inst.complete(task_id, {"decision": decision}), f"the process failed after '{task.name}'")
-        change.complete_task(task, completed_at=change.now, completed_by_id=change.actor.id, decision=decision,
-                             note=note, late=task.late or change.now > task.due_at)
-        change.audit("task_completed", step=task.spec_name, task_id=task.id, decision=decision, note=note,
-                     on_time=change.now <= task.due_at)
+        change.record_decision(task, decision, note, late=task.late or change.now > task.due_at,
+                               on_time=change.now <= task.due_at)
         if entry is not None:
             results.record(change, task, entry)
-        if dossier.status == RECEIVED:
-            dossier.status = PROCESSING
         if supplement is not None:
             _open_supplement(change, task, supplement)
         if decision == REFUSE:

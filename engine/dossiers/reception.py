@@ -19,7 +19,7 @@ from engine.dossiers.aggregate import Record
 from engine.dossiers.change import DossierChange, new_dossier
 from engine.errors import Conflict, InvalidInput, MissingComponents, NotFound, ProcedureNotAccepting, WorkflowError
 from engine.store import files
-from engine.store.models import CHANNELS, PROCESSING, RECEIVED, DossierFile, IdempotencyKey, Unit
+from engine.store.models import CHANNELS, RECEIVED, DossierFile, IdempotencyKey, Unit
 from engine.text import fold
 from engine.workflow import runtime
 
@@ -143,7 +143,8 @@ def receive_dossier(session: Session, *, actor_id: int, procedure_code: str, cha
 
 def _forward_intake(change: DossierChange) -> None:
     """The officer who received the dossier takes its first step (the desk's intake) and completes it
-    with `approve`, as `processing.complete_task` would, inside the reception's own change."""
+    with `approve` (`DossierChange.record_decision`, as `processing.complete_task` does), inside the
+    reception's own change."""
     d, actor = change.dossier, change.actor
     # Read back as stored: the rows `sync` just inserted carry only the columns it set.
     opened = list(aggregate.open_tasks(change.session, d.id).values())
@@ -158,12 +159,7 @@ def _forward_intake(change: DossierChange) -> None:
     change.audit("task_assigned", step=task.spec_name, task_id=task.id, name=task.name, how="claim",
                  **{"from": None, "to": actor.id, "to_name": actor.display_name})
     task.assignee_id = actor.id
-    change.run(lambda inst: inst.complete(task.id, {"decision": "approve"}), f"the process failed after '{task.name}'")
-    # Done the moment it opens: never late.
-    change.complete_task(task, completed_at=change.now, completed_by_id=actor.id, decision="approve", note="",
-                         late=False)
-    change.audit("task_completed", step=task.spec_name, task_id=task.id, decision="approve", note="", on_time=True)
-    d.status = PROCESSING
+    change.record_decision(task, "approve", "", late=False, on_time=True)  # done the moment it opens
     change.sync()
     change.emit("status_changed")
 

@@ -292,3 +292,202 @@ def test_a_problem_names_the_step_and_a_click_takes_you_to_it(designer):
 def test_the_iso_pattern_of_these_tests_finds_what_it_must():
     assert ISO_ON_SCREEN.search("thời hạn PT4H") and ISO_ON_SCREEN.search("P2D") and ISO_ON_SCREEN.search("P1.5D")
     assert not ISO_ON_SCREEN.search("4 giờ làm việc · PHP · P.2")
+
+
+# --- a step's result document (docs/bpmn-conventions.md, "Result documents") --------------------------
+CAMUNDA = "http://camunda.org/schema/1.0/bpmn"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+SHIPPED_CAMUNDA = SHIPPED.replace("spiffworkflow:properties", "camunda:properties").replace(
+    "spiffworkflow:property", "camunda:property").replace(f'xmlns:spiffworkflow="{SPIFF_NS}"', f'xmlns:camunda="{CAMUNDA}"')
+
+
+def properties_in(xml: str, element_id: str) -> list[tuple[str, str, str]]:
+    """(namespace, name, value) of each property in the element's extension elements, in file order."""
+    from lxml import etree
+    root = etree.fromstring(xml.encode())
+    [element] = root.xpath("//*[@id=$id]", id=element_id)
+    return [(etree.QName(p).namespace, p.get("name"), p.get("value"))
+            for p in element.iterfind("{*}extensionElements/{*}properties/{*}property")]
+
+
+def result_of(xml: str, element_id: str) -> str | None:
+    found = [value for _, name, value in properties_in(xml, element_id) if name == "result"]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def diagram_xml(page) -> str:
+    return page.evaluate("() => window.motcuaModeler.saveXML({ format: true }).then(r => r.xml)")
+
+
+def open_file(page, xml: str):
+    page.set_input_files("#file", files=[{"name": "quy-trinh.bpmn", "mimeType": "application/xml",
+                                          "buffer": xml.encode()}])
+    page.wait_for_selector("#status:has-text('Đã mở tệp quy-trinh.bpmn')")
+
+
+def undo(page):
+    page.evaluate("() => window.motcuaModeler.get('commandStack').undo()")
+
+
+def redo(page):
+    page.evaluate("() => window.motcuaModeler.get('commandStack').redo()")
+
+
+def shown_result(page) -> tuple[str, str]:
+    return page.input_value("#p-result"), page.locator("#p-result option:checked").inner_text()
+
+
+def saved_version(session, number: int):
+    from engine import catalog
+    session.rollback()
+    return catalog.get_version(session, "1.001612", number)
+
+
+@pytest.mark.sqlite_only
+def test_a_steps_result_document_is_chosen_in_the_panel_and_saved_in_the_file(designer, session):
+    page = designer
+    select(page, "Task_KyDuyet")  # the leader signs: result = file in the shipped file
+    assert shown_result(page) == ("file", "Đính kèm văn bản ký số (PDF)")
+    assert "phải đính kèm văn bản kết quả đã ký số (tệp PDF" in page.inner_text("#p-result-help")
+    select(page, "Task_VaoSo")  # the clerk registers it: result = number
+    assert shown_result(page) == ("number", "Ghi số và ngày ký văn bản")
+    assert "phải ghi số văn bản kết quả và ngày ký" in page.inner_text("#p-result-help")
+    select(page, "Task_XemXet")
+    assert shown_result(page) == ("", "Không ghi kết quả")
+    assert [o.strip() for o in page.locator("#p-result option").all_inner_texts()] == [
+        "Không ghi kết quả", "Đính kèm văn bản ký số (PDF)", "Ghi số và ngày ký văn bản", "Cả hai"]
+    assert offences(page.inner_text("aside")) == []
+    select(page, "Gateway_XemXet")
+    assert page.locator("#p-result").count() == 0  # a step's property only
+
+    select(page, "Task_XemXet")
+    page.select_option("#p-result", label="Cả hai")
+    assert page.locator("#dirty").is_visible()
+    assert "đính kèm văn bản kết quả đã ký số (tệp PDF) và ghi số, ngày ký" in page.inner_text("#p-result-help")
+    assert result_of(diagram_xml(page), "Task_XemXet") == "file number"
+    select(page, "Task_VaoSo")
+    page.select_option("#p-result", label="Không ghi kết quả")
+    assert "không phải ghi nhận văn bản kết quả" in page.inner_text("#p-result-help")
+    select(page, "Task_XemXet")  # selected again: the panel reads what the diagram now says
+    assert shown_result(page) == ("file number", "Cả hai")
+
+    page.click("#btn-save")
+    page.wait_for_selector("#status:has-text('phiên bản 2')")
+    assert page.locator("#dirty").is_hidden()
+    version = saved_version(session, 2)
+    assert version.status == "draft"
+    assert properties_in(version.bpmn_xml, "Task_XemXet") == [(SPIFF_NS, "duration", "PT4H"),
+                                                               (SPIFF_NS, "result", "file number")]
+    assert properties_in(version.bpmn_xml, "Task_VaoSo") == [(SPIFF_NS, "duration", "PT4H")]  # gone, duration kept
+    assert result_of(version.bpmn_xml, "Task_KyDuyet") == "file"
+    steps = version.meta["steps"]
+    assert steps["Task_XemXet"]["result"] == ["file", "number"] and steps["Task_VaoSo"]["result"] == []
+
+
+@pytest.mark.sqlite_only
+def test_undo_puts_back_a_result_and_a_duration_and_the_panel_shows_it(designer):
+    page = designer
+    select(page, "Task_KyDuyet")
+    page.select_option("#p-result", "")
+    assert result_of(diagram_xml(page), "Task_KyDuyet") is None and page.locator("#dirty").is_visible()
+    undo(page)
+    assert result_of(diagram_xml(page), "Task_KyDuyet") == "file"
+    assert shown_result(page) == ("file", "Đính kèm văn bản ký số (PDF)")
+    assert page.locator("#dirty").is_hidden()
+    redo(page)
+    assert result_of(diagram_xml(page), "Task_KyDuyet") is None and shown_result(page)[0] == ""
+    undo(page)
+
+    page.fill("#p-duration", "1")
+    page.press("#p-duration", "Tab")
+    assert duration_in_xml(page, "Task_KyDuyet") == "PT1H"
+    undo(page)
+    assert duration_in_xml(page, "Task_KyDuyet") == "PT6H" and page.input_value("#p-duration") == "6"
+    assert properties_in(diagram_xml(page), "Task_KyDuyet") == [(SPIFF_NS, "duration", "PT6H"),
+                                                                (SPIFF_NS, "result", "file")]
+    assert page.locator("#dirty").is_hidden()
+
+
+@pytest.mark.sqlite_only
+def test_a_result_the_panel_does_not_know_is_shown_as_it_is_and_the_check_names_both_problems(designer):
+    page = designer
+    open_file(page, SHIPPED.replace('name="result" value="file"', 'name="result" value="pdf"'))
+    select(page, "Task_KyDuyet")
+    assert shown_result(page) == ("pdf", "«pdf» (giá trị không hợp lệ)")
+    assert "Giá trị «pdf» trong tệp không hợp lệ" in page.inner_text("#p-result-help")
+    select(page, "Task_VaoSo")
+    select(page, "Task_KyDuyet")
+    assert shown_result(page)[0] == "pdf"  # looking is not changing
+    assert result_of(diagram_xml(page), "Task_KyDuyet") == "pdf"
+
+    # A step that records a result but cannot approve: its forward branch now refuses.
+    select(page, "Task_XemXet")
+    page.select_option("#p-result", "number")
+    select(page, "Flow_review_approve")
+    page.select_option("#p-decision", "refuse")
+    page.evaluate("() => window.motcuaModeler.get('selection').select([])")
+    page.click("#btn-check")
+    page.wait_for_selector("#problems li")
+    problems = page.inner_text("#problems")
+    bad = ("Bước «Ký giấy chứng nhận đăng ký hộ kinh doanh»: " + validation.MESSAGES_VI["bad_result_property"]
+           + " Giá trị hiện có: «pdf».")
+    without = "Bước «Xem xét, trình ký»: " + validation.MESSAGES_VI["result_without_approve"]
+    assert bad in problems and without in problems
+    assert offences(problems) == []  # the problems read as Vietnamese, without codes
+    page.click(f"#problems button:has-text('{without[:40]}')")
+    assert page.evaluate("() => window.motcuaModeler.get('selection').get().map(e => e.id)") == ["Task_XemXet"]
+    assert shown_result(page)[0] == "number"
+    page.click(f"#problems button:has-text('{bad[:40]}')")
+    assert shown_result(page)[0] == "pdf"
+
+    # Chosen from the list: the known value replaces it, and the check no longer names it.
+    page.select_option("#p-result", "file")
+    assert result_of(diagram_xml(page), "Task_KyDuyet") == "file"
+    page.click("#btn-check")
+    page.wait_for_function("() => !document.querySelector('#problems').innerText.includes('«pdf»')")
+    assert without in page.inner_text("#problems")
+
+
+@pytest.mark.sqlite_only
+def test_a_camunda_file_keeps_its_namespace_when_the_panel_edits_it(designer, session):
+    page = designer
+    open_file(page, SHIPPED_CAMUNDA)
+    select(page, "Task_KyDuyet")
+    assert page.input_value("#p-duration") == "6" and page.input_value("#p-duration-unit") == "H"
+    assert shown_result(page) == ("file", "Đính kèm văn bản ký số (PDF)")
+    page.select_option("#p-result", label="Cả hai")
+    page.fill("#p-duration", "5")
+    page.press("#p-duration", "Tab")
+    select(page, "Task_VaoSo")
+    assert shown_result(page)[0] == "number"
+    page.select_option("#p-result", label="Không ghi kết quả")
+    select(page, "Task_XemXet")
+    page.select_option("#p-result", label="Ghi số và ngày ký văn bản")
+    xml = diagram_xml(page)
+    assert SPIFF_NS not in xml
+    assert properties_in(xml, "Task_KyDuyet") == [(CAMUNDA, "duration", "PT5H"), (CAMUNDA, "result", "file number")]
+    assert properties_in(xml, "Task_VaoSo") == [(CAMUNDA, "duration", "PT4H")]
+    assert properties_in(xml, "Task_XemXet") == [(CAMUNDA, "duration", "PT4H"), (CAMUNDA, "result", "number")]
+    undo(page)
+    assert properties_in(diagram_xml(page), "Task_XemXet") == [(CAMUNDA, "duration", "PT4H")]
+    redo(page)
+
+    page.click("#btn-save")
+    page.wait_for_selector("#status:has-text('phiên bản 2')")
+    version = saved_version(session, 2)
+    assert properties_in(version.bpmn_xml, "Task_KyDuyet") == [(CAMUNDA, "duration", "PT5H"),
+                                                               (CAMUNDA, "result", "file number")]
+    steps = version.meta["steps"]
+    assert steps["Task_KyDuyet"]["result"] == ["file", "number"] and steps["Task_KyDuyet"]["duration"] == "PT5H"
+    assert steps["Task_VaoSo"]["result"] == [] and steps["Task_XemXet"]["result"] == ["number"]
+
+
+def test_the_panels_words_for_a_result_are_read_as_the_engine_reads_them():
+    """The stored value the panel writes for both is one the engine reads as both."""
+    from engine.workflow import bpmn_xml
+    source = (ROOT / "webapp" / "static" / "modeler.js").read_text(encoding="utf-8")
+    written = re.findall(r'^\s*\["([a-z ]*)", "([^"]+)",$', source, re.MULTILINE)
+    assert [label for _, label in written] == ["Không ghi kết quả", "Đính kèm văn bản ký số (PDF)",
+                                               "Ghi số và ngày ký văn bản", "Cả hai"]
+    assert [bpmn_xml.result_values(value) for value, _ in written] == [[], ["file"], ["number"], ["file", "number"]]

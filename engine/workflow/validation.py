@@ -47,15 +47,17 @@ MESSAGES_VI = {
     "durations_exceed_statutory": "Tổng thời hạn các bước trên một đường đi vượt thời hạn giải quyết của thủ tục.",
     "not_executable": "Bộ máy quy trình không dựng được quy trình này.",
     "gateway_may_dead_end": "Cổng rẽ không có nhánh mặc định: nếu không điều kiện nào đúng, hồ sơ dừng tại đây.",
-    "decision_unreadable": "Điều kiện nhánh không có dạng decision == \"…\": không có nút nào chọn được nhánh này.",
+    "decision_unreadable": "Nhánh này chưa gắn với quyết định (nút bấm) nào, nên không nút nào chọn được nó: chọn "
+                           "«Quyết định (nút bấm) dẫn tới nhánh này» cho nhánh.",
     "unknown_unit": "Làn ghi một đơn vị không có trong hệ thống (dùng @receiving, @parent hoặc mã đơn vị).",
     "refusal_not_signed": "Từ chối giải quyết (mẫu 03) phải do Lãnh đạo cơ quan ký: nhánh từ chối phải đi qua "
                           "một bước của Lãnh đạo cơ quan trước khi kết thúc.",
     "supplement_path_shape": "Nhánh yêu cầu bổ sung phải dẫn tới sự kiện chờ nhận hồ sơ bổ sung (supplement_received).",
-    "result_without_approve": "Bước ghi nhận văn bản kết quả phải chuyển tiếp bằng quyết định «Đồng ý» (approve): "
-                              "nhánh đi tiếp của cổng rẽ sau bước này cần điều kiện decision == 'approve'.",
-    "bad_result_property": "Thuộc tính result của bước chỉ nhận file (đính kèm văn bản kết quả PDF), number (ghi số "
-                           "và ngày ký văn bản) hoặc cả hai.",
+    "result_without_approve": "Bước ghi nhận văn bản kết quả phải có nhánh đi tiếp với quyết định «Chuyển xử lý»: "
+                              "chọn quyết định này cho nhánh đi tiếp của cổng rẽ sau bước, hoặc đặt «Kết quả của "
+                              "bước» là «Không ghi kết quả».",
+    "bad_result_property": "Kết quả của bước không hợp lệ: chỉ nhận đính kèm văn bản ký số (PDF), ghi số và ngày ký "
+                           "văn bản, hoặc cả hai.",
 }
 
 

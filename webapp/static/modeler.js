@@ -1,7 +1,7 @@
 /* Process designer: bpmn-js Modeler (served locally) with a side form for motcua's properties —
-   lane role, step duration (as hours or days of work), the decision a gateway's flow tests — and
-   server-side validation whose problems name the element and take you to it. Saving creates a new
-   draft version; leaving with unsaved changes asks first. */
+   lane role, step duration (as hours or days of work), the result document a step records, the
+   decision a gateway's flow tests — and server-side validation whose problems name the element and
+   take you to it. Saving creates a new draft version; leaving with unsaved changes asks first. */
 (function () {
   "use strict";
 
@@ -86,6 +86,9 @@
     } else if (e.trigger === "redo") {
       depth += 1;
     }
+    if (e.trigger === "undo" || e.trigger === "redo") {  // the panel shows the values the diagram has now
+      showProps(modeler.get("selection").get()[0]);
+    }
     showDirty();
   });
   modeler.on("import.done", function () { depth = 0; savedDepth = 0; });  // importing clears the stack silently
@@ -114,28 +117,139 @@
   window.addEventListener("pageshow", function () { leaving = false; });
 
   // --- motcua's properties -----------------------------------------------------------------------
+  /* They live in `spiffworkflow:properties` (described to bpmn-js above) or, in files from Camunda
+     Modeler, `camunda:properties` (not described here, so bpmn-js keeps it as a generic element whose
+     properties are its $children). Both are read and written alike, as engine/workflow/bpmn_xml.py
+     properties() reads any namespace, where a later property of the same name wins. */
+  function localName(type) { return String(type || "").split(":").pop().toLowerCase(); }
+  function isContainer(v) { return localName(v.$type) === "properties"; }
+  function isSpiff(container) { return container.$type === "spiffworkflow:Properties"; }
+  function itemsOf(container) { return (isSpiff(container) ? container.properties : container.$children) || []; }
+  function named(name) { return function (p) { return localName(p.$type) === "property" && p.name === name; }; }
+
   function getProp(bo, name) {
-    var ext = bo.extensionElements;
-    if (!ext) { return ""; }
-    for (var i = 0; i < ext.values.length; i++) {
-      var v = ext.values[i];
-      if (v.$type === "spiffworkflow:Properties") {
-        var found = (v.properties || []).filter(function (p) { return p.name === name; })[0];
-        if (found) { return found.value || ""; }
-      }
-    }
-    return "";
+    var value = "";
+    var values = bo.extensionElements && bo.extensionElements.values || [];
+    values.filter(isContainer).forEach(function (container) {
+      itemsOf(container).filter(named(name)).forEach(function (p) { value = p.value || ""; });
+    });
+    return value;
   }
 
+  function newItem(container, name, value) {
+    var moddle = modeler.get("moddle");
+    if (isSpiff(container)) { return moddle.create("spiffworkflow:Property", { name: name, value: value }); }
+    return moddle.createAny(container.$type.split(":")[0] + ":property", container.$descriptor.ns.uri,
+                            { name: name, value: value });
+  }
+
+  // A new container holding `items`, with the old one's other attributes.
+  function copyContainer(container, items) {
+    var moddle = modeler.get("moddle"), copy;
+    if (isSpiff(container)) {
+      copy = moddle.create("spiffworkflow:Properties", { properties: items });
+      Object.keys(container.$attrs || {}).forEach(function (k) { copy.$attrs[k] = container.$attrs[k]; });
+    } else {
+      copy = moddle.createAny(container.$type, container.$descriptor.ns.uri, {});
+      Object.keys(container).forEach(function (k) { if (k.charAt(0) !== "$") { copy[k] = container[k]; } });
+      copy.$children = items;
+    }
+    items.forEach(function (p) { if (!p.$parent) { p.$parent = copy; } });
+    return copy;
+  }
+
+  /* Writes (a value) or removes (empty) one property, as one command of the command stack. The old
+     extension elements are not changed in place but replaced by a new copy, so undo puts them back as
+     they were. The value goes where the property already is (its place, its namespace), else into the
+     first container there is, else into a new spiffworkflow:properties; a copy of it anywhere else goes. */
   function setProp(element, name, value) {
     var moddle = modeler.get("moddle");
     var bo = element.businessObject;
-    var ext = bo.extensionElements || moddle.create("bpmn:ExtensionElements", { values: [] });
-    var props = ext.values.filter(function (v) { return v.$type === "spiffworkflow:Properties"; })[0];
-    if (!props) { props = moddle.create("spiffworkflow:Properties", { properties: [] }); ext.values.push(props); }
-    props.properties = (props.properties || []).filter(function (p) { return p.name !== name; });
-    if (value) { props.properties.push(moddle.create("spiffworkflow:Property", { name: name, value: value })); }
+    var old = bo.extensionElements && bo.extensionElements.values || [];
+    var target = -1, i;
+    for (i = 0; i < old.length; i++) { if (isContainer(old[i]) && itemsOf(old[i]).some(named(name))) { target = i; } }
+    for (i = 0; target < 0 && i < old.length; i++) { if (isContainer(old[i])) { target = i; } }
+    var values = [];
+    old.forEach(function (v, at) {
+      var before = isContainer(v) ? itemsOf(v) : [];
+      if (at !== target && !before.some(named(name))) { values.push(v); return; }
+      var last = -1, items = [];
+      before.forEach(function (p, j) { if (named(name)(p)) { last = j; } });
+      before.forEach(function (p, j) {
+        if (!named(name)(p)) { items.push(p); } else if (at === target && j === last && value) { items.push(newItem(v, name, value)); }
+      });
+      if (at === target && value && last < 0) { items.push(newItem(v, name, value)); }
+      if (items.length || !before.length) { values.push(copyContainer(v, items)); }  // one emptied here goes
+    });
+    if (target < 0 && value) {
+      values.push(moddle.create("spiffworkflow:Properties", {
+        properties: [moddle.create("spiffworkflow:Property", { name: name, value: value })] }));
+    }
+    var ext;
+    if (values.length) {
+      ext = moddle.create("bpmn:ExtensionElements", { values: values });
+      ext.$parent = bo;
+      values.forEach(function (v) { if (!v.$parent || old.indexOf(v) < 0) { v.$parent = ext; } });
+    }
     modeler.get("modeling").updateProperties(element, { extensionElements: ext });
+  }
+
+  /* A step's result document (docs/bpmn-conventions.md, "Result documents"): what the step must record
+     when it approves. Read as engine/workflow/bpmn_xml.py result_values reads it: values separated by
+     commas or spaces, in any case; "file number" is what the panel writes for both. */
+  var RESULT_CHOICES = [
+    ["", "Không ghi kết quả",
+     "Bước này không phải ghi nhận văn bản kết quả khi chuyển tiếp."],
+    ["file", "Đính kèm văn bản ký số (PDF)",
+     "Khi đồng ý chuyển tiếp, người thực hiện bước phải đính kèm văn bản kết quả đã ký số (tệp PDF, tối đa 20 MB)."],
+    ["number", "Ghi số và ngày ký văn bản",
+     "Khi đồng ý chuyển tiếp, người thực hiện bước phải ghi số văn bản kết quả và ngày ký."],
+    ["file number", "Cả hai",
+     "Khi đồng ý chuyển tiếp, người thực hiện bước phải đính kèm văn bản kết quả đã ký số (tệp PDF) và ghi số, " +
+     "ngày ký của văn bản."]
+  ];
+  function resultValues(text) {
+    var seen = [];
+    String(text || "").split(/[\s,;]+/).forEach(function (v) {
+      v = v.toLowerCase();
+      if (v && seen.indexOf(v) < 0) { seen.push(v); }
+    });
+    return seen;
+  }
+  // The panel's choice for a stored value; null for a value it does not know (shown as it is).
+  function resultChoice(text) {
+    var values = resultValues(text);
+    if (values.some(function (v) { return v !== "file" && v !== "number"; })) { return null; }
+    return values.length === 2 ? "file number" : (values[0] || "");
+  }
+
+  function resultField(element) {
+    var stored = getProp(element.businessObject, "result"), choice = resultChoice(stored);
+    var wrap = el("div", { className: "result-field" });
+    wrap.appendChild(el("label", { htmlFor: "p-result", textContent: "Kết quả của bước" }));
+    var select = el("select", { id: "p-result" });
+    select.setAttribute("aria-describedby", "p-result-help");
+    options(select, RESULT_CHOICES.map(function (c) { return [c[0], c[1]]; }), false);
+    if (choice === null) {  // drawn in another tool, or typed in the file: kept, and said to be refused
+      select.appendChild(el("option", { value: stored, textContent: "«" + stored + "» (giá trị không hợp lệ)" }));
+    }
+    select.value = choice === null ? stored : choice;
+    var help = el("p", { id: "p-result-help", className: "muted field-help" });
+    function say(value) {
+      var known = RESULT_CHOICES.filter(function (c) { return c[0] === value; })[0];
+      help.className = known ? "muted field-help" : "field-error field-help";
+      help.textContent = known ? known[2] : "Giá trị «" + value + "» trong tệp không hợp lệ: quy trình chưa lưu " +
+        "được cho tới khi chọn một trong các lựa chọn trên.";
+    }
+    say(select.value);
+    select.addEventListener("change", function () {
+      var value = select.value;
+      if (value !== getProp(element.businessObject, "result")) { setProp(element, "result", value); }
+      say(value);
+    });
+    wrap.appendChild(select);
+    wrap.appendChild(help);
+    panel.appendChild(wrap);
   }
 
   function decisionOf(bo) {
@@ -216,7 +330,7 @@
     var modeling = modeler.get("modeling");
     panel.appendChild(el("p", { className: "muted", textContent: kindOf(bo) }));
     field("Tên", "p-name", bo.name, function (v) { modeling.updateProperties(element, { name: v }); });
-    if (bo.$type === "bpmn:UserTask") { durationField(element); }
+    if (bo.$type === "bpmn:UserTask") { durationField(element); resultField(element); }
     if (bo.$type === "bpmn:Lane") {
       field("Vai trò", "p-role", getProp(bo, "role") || "", function (v) { setProp(element, "role", v); },
             JSON.parse(host.dataset.roles));

@@ -50,13 +50,17 @@ _LOCK_BY = {
 _OPEN_TASKS = Prepared(select(TASKS).where(TASKS.c.dossier_id == bindparam("dossier_id"),
                                            TASKS.c.completed_at.is_(None)))
 # A task's dossier, locked, with its open tasks in the same statement (one row per open task; the lock
-# is on the dossier row only): what completing a task reads first.
+# is on the dossier row only): what completing a task reads first. `_seen_version` is the dossier's version
+# in the statement's snapshot: on PostgreSQL (READ COMMITTED) a statement that waited for the lock returns
+# the locked row as the other change committed it, but the rows joined to it as they were before.
 _OWNER = TASKS.alias("owner")
 _TASK_LABELS = [(c.name, f"task_{c.name}") for c in TASKS.c]
 _CONSULTATIONS = PARTS["Consultation"]
+_SEEN = DOSSIERS.alias("seen")
 _LOCK_WITH_OPEN_TASKS = Prepared(
     select(DOSSIERS, *(TASKS.c[name].label(label) for name, label in _TASK_LABELS),
-           exists().where(_CONSULTATIONS.c.dossier_id == DOSSIERS.c.id).label("_consulted"))
+           exists().where(_CONSULTATIONS.c.dossier_id == DOSSIERS.c.id).label("_consulted"),
+           select(_SEEN.c.lock_version).where(_SEEN.c.id == DOSSIERS.c.id).scalar_subquery().label("_seen_version"))
     .select_from(DOSSIERS.outerjoin(TASKS, and_(TASKS.c.dossier_id == DOSSIERS.c.id, TASKS.c.completed_at.is_(None))))
     .where(DOSSIERS.c.id == select(_OWNER.c.dossier_id).where(_OWNER.c.id == bindparam("task_id")).scalar_subquery())
     .with_for_update(of=DOSSIERS))
@@ -111,11 +115,16 @@ def lock(session: Session, *, code: str | None = None, dossier_id: int | None = 
 
 def lock_with_open_tasks(session: Session, task_id: str) -> tuple[Record, dict[str, Record], bool]:
     """`lock(task_id=…)` and `open_tasks` of that dossier, in one statement; and whether the dossier has
-    any consultation (a completion then reads them: consultations.require_answers)."""
+    any consultation (a completion then reads them: consultations.require_answers; None: not known, read
+    them). Safe when the statement waited for another change's lock: see `_seen_version`."""
     rows = _LOCK_WITH_OPEN_TASKS.all(connection(session), {"task_id": task_id})
     if not rows:
         raise NotFound(f"no task {task_id}")
     dossier = Record({c.name: rows[0][c.name] for c in DOSSIERS.c})
+    if rows[0]["_seen_version"] != dossier.lock_version:
+        # The dossier changed while this statement waited for its lock (every change to its tasks or
+        # consultations bumps its version): what was joined to it is stale. Read it again, after the lock.
+        return dossier, open_tasks(session, dossier.id), None
     tasks = {}
     for row in rows:
         if row["task_id"] is not None:

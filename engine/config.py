@@ -1,10 +1,11 @@
 """Configuration from environment variables (DATABASE_URL, MOTCUA_UPLOAD_DIR, MOTCUA_SECRET_KEY,
-MOTCUA_AUDIT_KEY / MOTCUA_AUDIT_KEY_FILE)."""
+MOTCUA_AUDIT_KEY / MOTCUA_AUDIT_KEY_FILE, MOTCUA_AUDIT_ANCHOR_DIR, MOTCUA_AUDIT_ANCHOR_SECONDS)."""
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -28,6 +29,44 @@ def upload_dir() -> Path:
     path = Path(os.environ.get("MOTCUA_UPLOAD_DIR", DEFAULT_DATA_DIR / "uploads"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def audit_anchor_dir(url: str | None = None) -> Path:
+    """Where the audit anchors of the database at `url` (default: DATABASE_URL) are appended as JSON lines
+    (engine/dossiers/anchors.py): MOTCUA_AUDIT_ANCHOR_DIR, default `audit-anchors/<database>` in the data
+    directory — one folder per database, so the demo's SQLite file and an instance's own database, which
+    share `var/`, never mix their anchors. Best a mount the database's administrators cannot rewrite
+    (another machine, WORM storage): see docs/audit.md. Created when the first line is written."""
+    given = os.environ.get("MOTCUA_AUDIT_ANCHOR_DIR")
+    if given:
+        return Path(given)
+    return DEFAULT_DATA_DIR / "audit-anchors" / _database_name(url or database_url())
+
+
+def _database_name(url: str) -> str:
+    """A folder name for a database: a SQLite file's name without its suffix, else host-port-database."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        name = Path(parsed.database or "memory").stem or "memory"
+    else:
+        name = f"{parsed.host or 'localhost'}-{parsed.port or 5432}-{parsed.database or ''}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def audit_anchor_seconds() -> float:
+    """How often the timer worker anchors the audit chains: MOTCUA_AUDIT_ANCHOR_SECONDS (default 300; 0 turns
+    the worker's anchoring off, for an installation that runs `motcua audit anchor` from cron instead)."""
+    value = os.environ.get("MOTCUA_AUDIT_ANCHOR_SECONDS") or "300"
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (seconds == 0 or 1 <= seconds <= 86_400):
+        raise ConfigError(f"MOTCUA_AUDIT_ANCHOR_SECONDS must be 0 (off) or a number of seconds from 1 to 86400, "
+                          f"not {value!r}")
+    return seconds
 
 
 # --- the audit key -------------------------------------------------------------------------------

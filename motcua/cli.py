@@ -119,7 +119,11 @@ def timers_run(now_text, once, interval):
         now = clock.aware(datetime.fromisoformat(now_text)) if now_text else clock.now()
         _echo_sweep(now, timers.run_once(factory, now))
         return
-    worker = TimerWorker(factory, max_sleep=interval, on_report=_echo_sweep)
+    try:
+        worker = TimerWorker(factory, max_sleep=interval, on_report=_echo_sweep)
+    except config.ConfigError as exc:  # e.g. MOTCUA_AUDIT_ANCHOR_SECONDS out of range
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     how = (f"woken by notices on {CHANNEL}, re-reading at least every {worker.max_sleep:g} s"
            if worker.listener is not None else f"polling every {worker.max_sleep:g} s")
     click.echo(f"timer worker started ({how}); SIGTERM or Ctrl-C stops it", err=True)
@@ -217,7 +221,49 @@ def notices_send(once, now_text, interval):
 
 @main.group("audit")
 def audit_group():
-    """The dossiers' audit logs (hash chains keyed with the audit key, MOTCUA_AUDIT_KEY)."""
+    """The dossiers' audit logs (hash chains keyed with the audit key, MOTCUA_AUDIT_KEY) and their anchors
+    (MOTCUA_AUDIT_ANCHOR_DIR)."""
+
+
+@audit_group.command("anchor")
+def audit_anchor():
+    """Anchor the audit chains now: seal the heads of the dossiers whose logs grew since the last anchor,
+    and append every anchor not yet in the anchor files to them (the timer worker does this every
+    MOTCUA_AUDIT_ANCHOR_SECONDS). Exit status 1 when nothing could be anchored or written."""
+    from sqlalchemy import func, select
+
+    from engine.dossiers import anchors
+    from engine.store.models import AuditEvent
+
+    _require_audit_key()
+    directory = config.audit_anchor_dir()
+    with _factory()() as session:
+        try:
+            made = anchors.anchor(session, directory=directory)
+        except anchors.AnchorDeferred as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except anchors.AnchorFileError as exc:
+            if exc.anchor is not None:
+                click.echo(_anchor_line(exc.anchor))
+            click.echo(f"error: {exc} (in {directory}); the next anchoring writes the missing lines", err=True)
+            sys.exit(1)
+        if made is not None:
+            click.echo(_anchor_line(made))
+            click.echo(f"written to {directory / anchors.file_name(made.created_at)}")
+            return
+        last = anchors.latest(session)
+        newest_event = session.scalar(select(func.max(AuditEvent.id)))
+    if (newest_event or 0) > (last.up_to_event_id if last is not None else 0):
+        click.echo("another process is anchoring at this moment: nothing done here")
+    else:
+        click.echo("nothing new to anchor" + (f" since anchor {last.id} ({clock.local(last.created_at):%H:%M %d/%m/%Y})"
+                                               if last is not None else " (no audit events yet)"))
+
+
+def _anchor_line(made) -> str:
+    return (f"anchor {made.id}: {made.dossiers} dossiers' heads, events up to {made.up_to_event_id}, "
+            f"hash {made.hash[:16]}")
 
 
 @audit_group.command("verify")
@@ -226,10 +272,12 @@ def audit_group():
               help="dossiers verified per query")
 def audit_verify(code, batch):
     """Verify every dossier's audit log (or one's): each broken log is printed with its dossier's code,
-    its first bad event and why; the exit status is 1 when any is broken."""
+    its first bad event and why. Then the anchors: their own chain, their roots, every dossier's latest
+    anchored head against its log, and the anchor files' lines against the anchors. The exit status is 1
+    when anything is broken."""
     from sqlalchemy import select
 
-    from engine.dossiers import audit
+    from engine.dossiers import anchors, audit
     from engine.store.models import Dossier
 
     _require_audit_key()
@@ -253,9 +301,20 @@ def audit_verify(code, batch):
             for failure in result.failures:
                 click.echo(failure.line())
                 broken += 1
+        directory = config.audit_anchor_dir()
+        verdict = anchors.verify(session, directory=directory, batch=batch)
     click.echo(f"{checked} dossiers ({events} events) checked: "
                + (f"{broken} with a broken audit log" if broken else "every audit log intact"))
-    sys.exit(1 if broken else 0)
+    for failure in verdict.failures:
+        click.echo(failure.line())
+    click.echo(f"{verdict.anchors} anchors ({verdict.heads} dossiers' anchored heads, {verdict.lines} lines in "
+               f"{verdict.files} files of {directory}) checked: "
+               + (f"{len(verdict.failures)} problem{'s' if len(verdict.failures) > 1 else ''}" if verdict.failures
+                  else "intact"))
+    for first, last in verdict.unexported[:10]:
+        click.echo(f"warning: anchors {first}–{last} are in no anchor file"
+                   + (" yet (the next anchoring writes them)" if first > verdict.exported_up_to else ""), err=True)
+    sys.exit(1 if broken or verdict.failures else 0)
 
 
 def _require_audit_key():

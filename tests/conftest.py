@@ -134,6 +134,14 @@ def upload_dir(tmp_path, monkeypatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def audit_anchor_dir(tmp_path, monkeypatch) -> Path:
+    """Each test's own anchor files (engine/dossiers/anchors.py): never the working tree's var/."""
+    path = tmp_path / "audit-anchors"
+    monkeypatch.setenv("MOTCUA_AUDIT_ANCHOR_DIR", str(path))
+    return path
+
+
 @dataclass
 class Office:
     unit: str

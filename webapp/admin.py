@@ -9,10 +9,10 @@ from datetime import date
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from engine import catalog, clock
+from engine import catalog, clock, config
 from engine.access import policy
 from engine.catalog import calendar as law_calendar
-from engine.dossiers import audit
+from engine.dossiers import anchors, audit
 from engine.errors import DomainError
 from engine.store.models import CalendarDay, User
 
@@ -342,6 +342,7 @@ AUDIT_BATCH = 500            # dossiers verified per query
 AUDIT_BUDGET_SECONDS = 2.0   # one page runs batches until this much time has passed…
 AUDIT_MAX_BATCHES = 20       # …or this many (10 000 dossiers); the page links to the next ones
 AUDIT_SHOWN = 200            # broken logs listed on one page at most
+AUDIT_ROOTS_CHECKED = 12     # anchors whose root the page recomputes (the newest: an hour at the default pace)
 
 AUDIT_REASON_VI = {
     audit.GAP: "thiếu sự kiện ở giữa nhật ký",
@@ -349,6 +350,17 @@ AUDIT_REASON_VI = {
     audit.FORGED_NAME: "tên người thực hiện đã bị sửa",
     audit.MISSING_TAIL: "các sự kiện cuối của nhật ký đã bị xóa",
     audit.HEAD_MISMATCH: "nhật ký không kết thúc ở sự kiện cuối được ghi nhận trên hồ sơ",
+    audit.TRUNCATED_AFTER_ANCHOR: "các sự kiện đã được niêm phong đã bị xóa (nhật ký bị cắt ngắn cùng với sự kiện "
+                                  "cuối ghi trên hồ sơ)",
+}
+ANCHOR_REASON_VI = {
+    anchors.TRUNCATED: "các sự kiện đã được niêm phong ở mốc này đã bị xóa (nhật ký bị cắt ngắn, hoặc hồ sơ bị xóa)",
+    anchors.ANCHOR_MISSING: "tệp mốc niêm phong ghi một mốc mà cơ sở dữ liệu không còn",
+    anchors.ANCHOR_MISMATCH: "mốc trong cơ sở dữ liệu khác với mốc đã ghi trong tệp mốc niêm phong",
+    anchors.ANCHOR_BROKEN: "chuỗi mốc niêm phong bị đứt: một mốc đã bị sửa, chèn thêm hoặc xóa",
+    anchors.ROOT_MISMATCH: "các sự kiện cuối đã niêm phong ở mốc này không khớp mã tổng của mốc: đã bị sửa, thêm "
+                           "hoặc xóa",
+    anchors.FILE_INVALID: "một dòng của tệp mốc niêm phong không đọc được hoặc đã bị sửa",
 }
 AUDIT_KIND_VI = {
     "received": "tiếp nhận", "task_started": "bắt đầu bước", "task_completed": "hoàn thành bước",
@@ -365,6 +377,9 @@ AUDIT_KIND_VI = {
 def audit_problem_vi(check: audit.ChainCheck) -> str:
     """What is wrong with a dossier's audit log, in Vietnamese, naming its first bad event."""
     event, seq = check.bad_event, check.first_bad_seq
+    if check.reason == audit.TRUNCATED_AFTER_ANCHOR:
+        return (f"từ sự kiện số {seq}: các sự kiện đã được niêm phong ở mốc số {check.anchor_id} đã bị xóa "
+                "(nhật ký bị cắt ngắn cùng với sự kiện cuối ghi trên hồ sơ)")
     if check.reason == audit.FORGED_NAME:
         return (f"sự kiện số {seq} ({AUDIT_KIND_VI.get(event['kind'], event['kind'])}, {i18n.dt(event['at'])}) "
                 f"ghi người thực hiện “{event['actor_name']}” nhưng được ghi nhận cho “{check.real_name}”")
@@ -406,4 +421,16 @@ def audit_page(actor):
             break
         if time.monotonic() - started > AUDIT_BUDGET_SECONDS or len(run["failures"]) >= AUDIT_SHOWN:
             break
-    return render_template("admin_audit.html", run=run, message=None, errors={})
+    return render_template("admin_audit.html", run=run, message=None, errors={},
+                           seals=anchor_status(s) if int(after) == 0 else None)
+
+
+def anchor_status(s):
+    """The anchors of the audit logs, on the check's first page: the latest, and whether the anchors' own chain,
+    the newest ones' roots and the anchor files verify (the dossiers' anchored heads are checked with their
+    logs above; a dossier removed altogether, by `motcua audit verify`)."""
+    directory = config.audit_anchor_dir(s.get_bind().url.render_as_string(hide_password=True))
+    verdict = anchors.verify(s, directory=directory, heads=False, roots_limit=AUDIT_ROOTS_CHECKED)
+    s.rollback()
+    return {"verdict": verdict, "directory": directory,
+            "failures": [(f, ANCHOR_REASON_VI[f.reason]) for f in verdict.failures[:AUDIT_SHOWN]]}

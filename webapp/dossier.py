@@ -14,7 +14,7 @@ from sqlalchemy import select
 from engine import clock, dossiers
 from engine.access import policy
 from engine.catalog import list_procedures
-from engine.dossiers import audit
+from engine.dossiers import anchors, audit
 from engine.errors import DomainError, InvalidInput
 from engine.reporting import views
 from engine.store import files
@@ -198,5 +198,5 @@ def register(actor):
     units = policy.units_for(s, actor, "register.view")
     unit = s.get(Unit, units[0]) if len(units) == 1 else None
     return render_template("forms/f07.html", rows=[(dz, p) for dz, p, _ in rows], start=start, end=end, field=field,
-                           unit=unit,
+                           unit=unit, seal=anchors.latest(s),  # the audit logs' latest anchor, printed in the footer
                            fields=fields, title="Sổ theo dõi hồ sơ")

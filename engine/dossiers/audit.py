@@ -11,9 +11,18 @@ Versions (`audit_events.chain_version`): 1 = the events written before 0012 — 
 the actor's name — verified under their own rule and sealed by that migration with the key
 (`dossiers.audit_legacy_seal`: their count and head), so they cannot be rewritten, nor keyed events
 passed off as old ones; their actors' names stay uncovered, as they always were. 2 = keyed. Versions
-never go back along a chain. What remains open: someone with write access to the database can remove a
-dossier's last events and set its recorded head back to an earlier event (a valid one), or remove a
-dossier with its log; only a copy of the heads kept outside the database can show those.
+never go back along a chain.
+
+Anchors (engine/dossiers/anchors.py, migration 0015): someone with write access to the database could
+remove a dossier's last events and set its recorded head back to an earlier event (a valid one), or
+remove a dossier with its log. So the heads are sealed periodically: each anchor records the head of
+every dossier whose log grew since the previous one, is keyed and chained to it, goes to the outbox and
+is appended to files outside the database. A chain shorter than (or different from) its dossier's latest
+anchored head fails here as `truncated_after_anchor`; a dossier removed, anchor rows changed or removed,
+and file lines without their row are found by `anchors.verify`. What stays open: the events written since
+the latest anchor (at most MOTCUA_AUDIT_ANCHOR_SECONDS old) can still be removed unnoticed, and so can
+everything by someone who can also rewrite or delete the anchor files — which needs write access to the
+server's disk (or to wherever the files are kept) as well as to the database. docs/audit.md says more.
 """
 from __future__ import annotations
 
@@ -25,26 +34,27 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from engine import config
 from engine.store.db import Prepared
-from engine.store.models import AuditEvent, Dossier, User
+from engine.store.models import AuditAnchorHead, AuditEvent, Dossier, User
 
 GENESIS = "0" * 64
 LEGACY, KEYED = 1, 2
 SYSTEM_ACTOR = "hệ thống"  # the name recorded for the system's own events (timers, sweeps)
 
 # Why a chain fails (reason codes, stable for the API and the CLI).
-GAP, HASH_MISMATCH, FORGED_NAME, MISSING_TAIL, HEAD_MISMATCH = (
-    "gap", "hash_mismatch", "forged_name", "missing_tail", "head_mismatch")
+GAP, HASH_MISMATCH, FORGED_NAME, MISSING_TAIL, HEAD_MISMATCH, TRUNCATED_AFTER_ANCHOR = (
+    "gap", "hash_mismatch", "forged_name", "missing_tail", "head_mismatch", "truncated_after_anchor")
 REASONS = {
     GAP: "an event is missing from the middle of the log",
     HASH_MISMATCH: "the event does not match its hash: it was changed after it was written",
     FORGED_NAME: "the actor's name shown was changed after the event was written",
     MISSING_TAIL: "the last events were removed: the dossier records more events than the log holds",
     HEAD_MISMATCH: "the log's last event is not the head recorded on the dossier",
+    TRUNCATED_AFTER_ANCHOR: "events sealed by an anchor are missing: the log was cut back, its head with it",
 }
 
 
@@ -112,6 +122,7 @@ class ChainCheck:
     detail: str = ""
     bad_event: dict | None = None       # kind, at, actor_name of the first bad event, when it exists
     real_name: str | None = None        # forged_name: the name the event was recorded with
+    anchor_id: int | None = None        # truncated_after_anchor: the anchor whose head the log no longer has
     _suspect: tuple | None = field(default=None, repr=False, compare=False)  # (row, prev): is it the name?
 
     @property
@@ -132,16 +143,24 @@ _DOSSIER_COLUMNS = (Dossier.id, Dossier.code, Dossier.unit_id, Dossier.audit_seq
 
 
 def _chains(dossier_ids):
-    """One query: the given dossiers' heads, each followed by its events in order (a dossier without
-    events gives one row with no event)."""
-    return (select(*_DOSSIER_COLUMNS, *_EVENT_COLUMNS)
-            .select_from(Dossier).outerjoin(AuditEvent, AuditEvent.dossier_id == Dossier.id)
+    """One query: the given dossiers' heads — as recorded on the dossier and as sealed by its latest anchor
+    — each followed by its events in order (a dossier without events gives one row with no event)."""
+    latest = (select(AuditAnchorHead.dossier_id, func.max(AuditAnchorHead.anchor_id).label("anchor_id"))
+              .where(AuditAnchorHead.dossier_id.in_(dossier_ids)).group_by(AuditAnchorHead.dossier_id).subquery())
+    return (select(*_DOSSIER_COLUMNS, latest.c.anchor_id, AuditAnchorHead.seq.label("anchored_seq"),
+                   AuditAnchorHead.head.label("anchored_head"), *_EVENT_COLUMNS)
+            .select_from(Dossier)
+            .outerjoin(latest, latest.c.dossier_id == Dossier.id)
+            .outerjoin(AuditAnchorHead, and_(AuditAnchorHead.dossier_id == latest.c.dossier_id,
+                                             AuditAnchorHead.anchor_id == latest.c.anchor_id))
+            .outerjoin(AuditEvent, AuditEvent.dossier_id == Dossier.id)
             .where(Dossier.id.in_(dossier_ids)).order_by(Dossier.id, AuditEvent.seq))
 
 
 def _check(key: bytes, head, rows) -> ChainCheck:
-    """Verify one dossier's chain from its head (`head`: id, code, audit_seq, audit_head, audit_legacy_seal)
-    and its event rows in seq order, reading them one by one."""
+    """Verify one dossier's chain from its head (`head`: id, code, audit_seq, audit_head, audit_legacy_seal,
+    and the latest anchor's anchor_id, anchored_seq, anchored_head) and its event rows in seq order, reading
+    them one by one."""
     check = ChainCheck(head.id, head.code, head.unit_id)
 
     def fail(seq: int, reason: str, detail: str, row=None) -> ChainCheck:
@@ -152,6 +171,7 @@ def _check(key: bytes, head, rows) -> ChainCheck:
 
     prev, expected, keyed = GENESIS, 1, False
     legacy_last = sealed_at = None  # the old events' last seq, and the one the dossier's seal matches
+    at_anchor = None  # the hash of the event at the seq the latest anchor sealed
     for row in rows:
         if row.seq is None:  # the outer join's row of a dossier without events
             continue
@@ -181,6 +201,8 @@ def _check(key: bytes, head, rows) -> ChainCheck:
             if head.audit_legacy_seal is not None and hmac.compare_digest(
                     legacy_seal(key, head.code, row.seq, row.hash), head.audit_legacy_seal):
                 sealed_at = row.seq
+        if row.seq == head.anchored_seq:
+            at_anchor = row.hash
         prev = row.hash
         expected += 1
     if not keyed and legacy_last is not None and sealed_at != legacy_last:
@@ -195,6 +217,15 @@ def _check(key: bytes, head, rows) -> ChainCheck:
                     f"(event {head.audit_seq})")
     if prev != head.audit_head:
         return fail(max(last, 1), HEAD_MISMATCH, REASONS[HEAD_MISMATCH])
+    if head.anchored_seq is not None:  # the log and its head agree: do they still hold what was sealed?
+        check.anchor_id = head.anchor_id
+        if last < head.anchored_seq:
+            return fail(last + 1, TRUNCATED_AFTER_ANCHOR, f"events {last + 1}–{head.anchored_seq} recorded at "
+                        f"anchor {head.anchor_id} are missing: the log and its head were cut back to event {last}")
+        if at_anchor != head.anchored_head:
+            return fail(head.anchored_seq, TRUNCATED_AFTER_ANCHOR, f"event {head.anchored_seq} is not the one "
+                        f"recorded at anchor {head.anchor_id}: the log was cut back and written anew from there")
+        check.anchor_id = None
     return check
 
 

@@ -17,6 +17,12 @@ Several workers, on one machine or several, share the work through the sweep's `
 LOCKED` claims, each timer firing once. A timer whose process fails is left alone for `RETRY_FAILED`
 seconds by this worker rather than retried in a loop.
 
+Between sweeps the worker anchors the audit chains (engine/dossiers/anchors.py) every
+MOTCUA_AUDIT_ANCHOR_SECONDS (config.audit_anchor_seconds; the first time one interval after it starts):
+the wait ends for it, and several workers need no turns (one anchors, the others find the lock taken or
+nothing new). A failure to anchor is logged and tried again after at most `ANCHOR_RETRY` seconds; it never
+stops the sweep.
+
 Stopping: `stop()` (thread-safe; safe from a signal handler) is seen before each batch of the sweep and
 by the wait within `STOP_CHECK` seconds; the batch in hand is finished and committed first.
 """
@@ -27,12 +33,13 @@ import time
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from engine import clock
-from engine.dossiers import timers
+from engine import clock, config
+from engine.dossiers import anchors, timers
 
 log = logging.getLogger("motcua.timers")
 
@@ -44,6 +51,7 @@ BUSY_WAIT = 0.2     # something was due but another worker holds it: look again 
 RETRY_FAILED = 60.0  # a timer whose process failed is tried again after this many seconds
 RECONNECT = 5.0     # seconds between attempts to reopen the listening connection
 MOMENT = timedelta(milliseconds=1)  # the flags are set strictly after a deadline
+ANCHOR_RETRY = 60.0  # a failed anchoring is tried again after this many seconds (or the interval, if shorter)
 
 
 class _Listener:
@@ -105,10 +113,12 @@ def _due_of(payload: str) -> datetime | None:
 class TimerWorker:
     """Runs the sweep whenever something is due, until `stop()`. `max_sleep`: the longest wait without a
     notice (default MAX_SLEEP on PostgreSQL, POLL elsewhere). `on_report(now, report)` is called after
-    each sweep that did something."""
+    each sweep that did something. `anchor_every`: seconds between two anchorings of the audit chains
+    (default config.audit_anchor_seconds(); 0: none), written to `anchor_dir` (default the configured one)."""
 
     def __init__(self, factory: sessionmaker, *, max_sleep: float | None = None,
-                 on_report: Callable[[datetime, timers.SweepReport], None] | None = None):
+                 on_report: Callable[[datetime, timers.SweepReport], None] | None = None,
+                 anchor_every: float | None = None, anchor_dir: Path | None = None):
         self.factory = factory
         engine = factory.kw["bind"]
         self.listener = _Listener(engine.url) if engine.dialect.name == "postgresql" else None
@@ -127,6 +137,10 @@ class TimerWorker:
         self._planned: datetime | None = None  # the wake-up those due times gave
         self._fresh = False  # whether _known may be used for the next sweep without reading it again
         self._errors = 0
+        self.anchor_every = config.audit_anchor_seconds() if anchor_every is None else anchor_every
+        self.anchor_dir = anchor_dir
+        self.anchors_made = 0
+        self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every) if self.anchor_every else None
 
     def stop(self) -> None:
         self._stopping = True
@@ -157,7 +171,10 @@ class TimerWorker:
                     log.warning("timer sweep failed (%s); retrying in %.0f s", exc.__class__.__name__, delay)
                     self._pause(delay)
                     continue
+                self._anchor_if_due()
                 if wake is not None:
+                    if self._anchor_at is not None:
+                        wake = min(wake, self._anchor_at)
                     self._wait_until(wake, listening)
                 else:
                     self._fresh = False
@@ -196,6 +213,24 @@ class TimerWorker:
         if wake <= current:
             return None  # became due while sweeping
         return wake
+
+    def _anchor_if_due(self) -> None:
+        """Anchor the audit chains when the interval has passed; a failure is logged, never raised."""
+        if self._anchor_at is None or self._stopping or clock.now() < self._anchor_at:
+            return
+        retry = timedelta(seconds=min(self.anchor_every, ANCHOR_RETRY))
+        try:
+            with self.factory() as session:
+                made = anchors.anchor(session, directory=self.anchor_dir)
+        except Exception as exc:  # noqa: BLE001 — whatever went wrong, the sweep goes on
+            log.warning("anchoring the audit chains failed (%s: %s); trying again in %.0f s",
+                        exc.__class__.__name__, exc, retry.total_seconds())
+            self._anchor_at = clock.now() + retry
+            return
+        if made is not None:
+            self.anchors_made += 1
+            log.info("audit anchor %d: %d dossiers, events up to %d", made.id, made.dossiers, made.up_to_event_id)
+        self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every)
 
     def _due_times(self) -> dict[str, datetime | None]:
         with self.factory() as session:

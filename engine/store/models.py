@@ -153,6 +153,10 @@ class Dossier(Base):
     __tablename__ = "dossiers"
     __table_args__ = (
         Index("ix_dossiers_timer_due_at", "timer_due_at"),
+        # Partial indexes of what the timer sweep has pending (migration 0011): the running dossiers not flagged.
+        Index("ix_dossiers_legal_due_running", "legal_due_at",
+              postgresql_where=text("finished_on IS NULL AND overdue IS false AND clock_paused IS false"),
+              sqlite_where=text("finished_on IS NULL AND overdue IS 0 AND clock_paused IS 0")),
         Index("ix_dossiers_unit_status", "unit_id", "status"),
         Index("ix_dossiers_status_due", "status", "due_at"),
         Index("ix_dossiers_applicant_id", "applicant_id_number"),
@@ -278,6 +282,8 @@ class HumanTask(Base):
     __table_args__ = (
         Index("ix_human_tasks_inbox", "unit_id", "role", "completed_at", "due_at"),
         Index("ix_human_tasks_dossier", "dossier_id"),
+        Index("ix_human_tasks_due_open", "due_at", postgresql_where=text("completed_at IS NULL AND late IS false"),
+              sqlite_where=text("completed_at IS NULL AND late IS 0")),  # migration 0011: steps to flag late
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task id
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"))
@@ -302,6 +308,12 @@ class SupplementRequest(Base):
     """At most one per dossier: the unique constraint is the database's half of the rule."""
 
     __tablename__ = "supplement_requests"
+    __table_args__ = (
+        # Migration 0011: the requests the timer sweep may find unanswered.
+        Index("ix_supplement_requests_respond_by_open", "respond_by",
+              postgresql_where=text("received_at IS NULL AND expired_at IS NULL"),
+              sqlite_where=text("received_at IS NULL AND expired_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"), unique=True)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -461,7 +473,7 @@ class OutboxEvent(Base):
     __table_args__ = (Index("ix_outbox_unsent", "sent_at", "id"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), unique=True)
-    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id"))
+    dossier_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id"))  # none: an audit anchor (0015)
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -573,3 +585,30 @@ class CounterNoticeSequence(Base):
     year: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     value: Mapped[int] = mapped_column(Integer)
+
+
+class AuditAnchor(Base):
+    """A seal over the audit chains (engine/dossiers/anchors.py): the heads of the dossiers whose logs grew
+    since the previous anchor, as of event `up_to_event_id`; anchors form a keyed chain of their own and are
+    also written to the outbox and to files outside the database."""
+
+    __tablename__ = "audit_anchors"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # previous + 1, under a lock
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    up_to_event_id: Mapped[int] = mapped_column(Integer)  # the highest audit_events.id covered
+    dossiers: Mapped[int] = mapped_column(Integer)  # heads in it
+    root: Mapped[str] = mapped_column(String(64))  # HMAC over its heads, in dossier order
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))  # HMAC over prev_hash, id, created_at, up_to_event_id, dossiers, root
+
+
+class AuditAnchorHead(Base):
+    """One dossier's chain head in an anchor. No foreign key to the dossier: the head outlives a dossier
+    removed with its log, as the evidence that it existed."""
+
+    __tablename__ = "audit_anchor_heads"
+    __table_args__ = (Index("ix_audit_anchor_heads_dossier", "dossier_id", "anchor_id"),)
+    anchor_id: Mapped[int] = mapped_column(ForeignKey("audit_anchors.id"), primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    head: Mapped[str] = mapped_column(String(64))

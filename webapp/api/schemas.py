@@ -288,10 +288,12 @@ class AuditOut(Schema):
     first_bad_seq = fields.Integer(allow_none=True, metadata={
         "description": "the first event that is wrong (or missing); null when intact"})
     reason = fields.String(allow_none=True, validate=validate.OneOf(
-        ("gap", "hash_mismatch", "forged_name", "missing_tail", "head_mismatch")), metadata={
+        ("gap", "hash_mismatch", "forged_name", "missing_tail", "head_mismatch", "truncated_after_anchor")), metadata={
         "description": "gap: an event missing in the middle; hash_mismatch: an event changed; forged_name: the "
                        "actor's name shown was changed; missing_tail: the last events removed; head_mismatch: the "
-                       "log does not end at the head recorded on the dossier"})
+                       "log does not end at the head recorded on the dossier; truncated_after_anchor: the log is "
+                       "shorter than, or differs from, the head an audit anchor recorded (events removed and the "
+                       "dossier's head set back)"})
     detail = fields.String(allow_none=True)
     events = fields.List(fields.Nested(AuditEventOut))
 

@@ -34,6 +34,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/bench"
+SECTION = "## Engine cycle (`bench/engine_cycle.py`)"  # where --write puts a run in docs/benchmarks.md
 
 
 def use_tree(tree: Path) -> None:
@@ -299,8 +300,22 @@ def main() -> None:
               "commit's flush)."]
     print("\n".join(lines))
     if args.write:
-        with open(args.write, "a", encoding="utf-8") as fh:
-            fh.write("\n" + "\n".join(lines) + "\n")
+        write_section(Path(args.write), lines)
+
+
+def write_section(path: Path, lines: list[str]) -> None:
+    """Append the run at the end of this benchmark's section of the Markdown file (the section is added at
+    the end of the file when it is missing), not after whatever section happens to be last."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = "\n" + "\n".join(lines) + "\n"
+    if SECTION not in text:
+        text = text.rstrip("\n") + "\n\n" + SECTION + "\n" + block
+    else:
+        start = text.index(SECTION) + len(SECTION)
+        following = text.find("\n## ", start)
+        end = len(text) if following < 0 else following
+        text = text[:end].rstrip("\n") + "\n" + block + text[end:]
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

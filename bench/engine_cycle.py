@@ -300,18 +300,18 @@ def main() -> None:
               "commit's flush)."]
     print("\n".join(lines))
     if args.write:
-        write_section(Path(args.write), lines)
+        write_section(Path(args.write), SECTION, lines)
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Append the run at the end of this benchmark's section of the Markdown file (the section is added at
-    the end of the file when it is missing), not after whatever section happens to be last."""
+def write_section(path: Path, header: str, lines: list[str]) -> None:
+    """Append a run at the end of a benchmark's section (`header`) of the Markdown file, the section added
+    at the end of the file when it is missing — not after whatever section happens to be last."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     block = "\n" + "\n".join(lines) + "\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + "\n\n" + SECTION + "\n" + block
+    if header not in text:
+        text = text.rstrip("\n") + "\n\n" + header + "\n" + block
     else:
-        start = text.index(SECTION) + len(SECTION)
+        start = text.index(header) + len(header)
         following = text.find("\n## ", start)
         end = len(text) if following < 0 else following
         text = text[:end].rstrip("\n") + "\n" + block + text[end:]

@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo
 HERE = Path(__file__).resolve()
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE.parent))
+from engine_cycle import write_section  # noqa: E402  this folder: a run into its section of docs/benchmarks.md
 from use_cases import (  # noqa: E402  this folder: tree snapshots, PostgreSQL reset, in-process CLI
     _cli,
     _foreign_modules,
@@ -495,19 +496,7 @@ def where_lines(results: list[dict]) -> list[str]:
             f"| total (wall) | {total:.2f} |"]
 
 
-def write_section(path: Path, lines: list[str]) -> None:
-    """Append the run under this benchmark's section of the Markdown file (added at the end if missing)."""
-    header = "## Timers: lateness under load and the sweep (`bench/timer_latency.py`)"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = "\n" + "\n".join(lines) + "\n"
-    if header not in text:
-        text = text.rstrip("\n") + "\n\n" + header + "\n" + block
-    else:
-        start = text.index(header) + len(header)
-        nxt = text.find("\n## ", start)
-        end = len(text) if nxt < 0 else nxt
-        text = text[:end].rstrip("\n") + "\n" + block + text[end:]
-    path.write_text(text, encoding="utf-8")
+SECTION = "## Timers: lateness under load and the sweep (`bench/timer_latency.py`)"
 
 
 def git(*argv: str) -> str:
@@ -595,7 +584,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps({"latency": latency, "sweeps": sweeps}, indent=1, default=str),
                                    encoding="utf-8")
     if args.write:
-        write_section(Path(args.write), lines)
+        write_section(Path(args.write), SECTION, lines)
 
 
 if __name__ == "__main__":

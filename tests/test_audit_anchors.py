@@ -16,10 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
-from conftest import login, open_task, receive, vn
+from conftest import login, receive, vn
 from sqlalchemy import delete, func, select, text, update
+from test_audit_chain import advance, events_of
 
-from engine import config, dossiers
+from engine import config
 from engine.dossiers import anchors, audit
 from engine.dossiers.timer_worker import TimerWorker
 from engine.store.db import Base
@@ -37,21 +38,6 @@ def anchor_dir(tmp_path, monkeypatch):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def advance(session, office, d, steps: int = 1, start=None):
-    """Complete the dossier's open step `steps` times (approve), as the step's role."""
-    at = start or vn(2026, 11, 2, 10, 0)
-    for i in range(steps):
-        task = open_task(session, d)
-        dossiers.complete_task(session, actor_id=office[task.role], task_id=task.id, data={"decision": "approve"},
-                               now=at + timedelta(minutes=10 * i))
-    session.expire_all()
-    return d
-
-
-def events_of(session, d) -> list[AuditEvent]:
-    return session.scalars(select(AuditEvent).where(AuditEvent.dossier_id == d.id).order_by(AuditEvent.seq)).all()
-
-
 def cut_back(session, d, last: int) -> None:
     """The attack: delete the events after `last` and set the dossier's head back to event `last` — a valid
     event with a valid keyed hash, so the chain alone verifies."""

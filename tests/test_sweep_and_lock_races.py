@@ -569,6 +569,27 @@ def held_before_commit(factory, use_case):
     return thread, go, raised
 
 
+def behind_the_lock(session, factory, first_thread, go, use_case) -> list:
+    """Run `use_case(session)` in a thread while `first_thread` holds the dossier's lock before its commit:
+    once it waits for that lock, let the first commit (`go`). Returns what the use case returned or raised."""
+    outcome = []
+
+    def run():
+        with factory() as s:
+            try:
+                outcome.append(use_case(s))
+            except Exception as exc:  # noqa: BLE001 - the test looks at it
+                outcome.append(exc)
+
+    second = threading.Thread(target=run)
+    second.start()
+    wait_for_a_lock_wait(session)
+    go.set()
+    first_thread.join(20)
+    second.join(20)
+    return outcome
+
+
 def wait_for_a_lock_wait(session) -> None:
     """Until some other backend of this database waits for a row lock."""
     deadline = time.monotonic() + 20
@@ -606,25 +627,11 @@ def test_a_completion_that_waited_for_the_lock_sees_the_consultation_just_asked(
 
     d, task_id, result = at_the_specialist(session, office)
     asking, go, ask_raised = held_before_commit(factory, ask(office, task_id))
-    outcome = []
-
-    def complete():
-        with factory() as s:
-            try:
-                dossiers.complete_task(s, actor_id=office["chuyen_vien"], task_id=task_id, data={"decision": "approve"},
-                                       result=result, now=vn(2026, 11, 2, 11))
-                outcome.append("completed")
-            except ConsultationPending:
-                outcome.append("waits for the opinion")
-
-    completing = threading.Thread(target=complete)
-    completing.start()
-    wait_for_a_lock_wait(session)
-    go.set()
-    asking.join(20)
-    completing.join(20)
+    outcome = behind_the_lock(session, factory, asking, go, lambda s: dossiers.complete_task(
+        s, actor_id=office["chuyen_vien"], task_id=task_id, data={"decision": "approve"}, result=result,
+        now=vn(2026, 11, 2, 11)))
     assert not ask_raised, ask_raised
-    assert outcome == ["waits for the opinion"]
+    assert len(outcome) == 1 and isinstance(outcome[0], ConsultationPending), outcome
     fresh(session)
     assert open_task(session, session.get(Dossier, d.id), "chuyen_vien").id == task_id
 
@@ -638,21 +645,7 @@ def test_two_requests_for_the_same_units_opinion_at_once_give_one(session, facto
 
     d, task_id, _ = at_the_specialist(session, office)
     first, go, first_raised = held_before_commit(factory, ask(office, task_id))
-    second_raised = []
-
-    def second():
-        with factory() as s:
-            try:
-                ask(office, task_id)(s)
-            except Exception as exc:  # noqa: BLE001 - the test looks at it
-                second_raised.append(exc)
-
-    asking = threading.Thread(target=second)
-    asking.start()
-    wait_for_a_lock_wait(session)
-    go.set()
-    first.join(20)
-    asking.join(20)
+    second_raised = behind_the_lock(session, factory, first, go, ask(office, task_id))
     assert not first_raised, first_raised
     fresh(session)
     asked = session.scalar(select(func.count()).select_from(Consultation).where(Consultation.dossier_id == d.id))
@@ -672,21 +665,8 @@ def test_two_claims_of_one_step_at_once_give_it_to_one_specialist(session, facto
     d, task_id, _ = at_the_specialist(session, office)
     first, go, first_raised = held_before_commit(
         factory, lambda s: dossiers.claim_task(s, actor_id=office["chuyen_vien"], task_id=task_id, now=vn(2026, 11, 2, 10)))
-    second_raised = []
-
-    def second():
-        with factory() as s:
-            try:
-                dossiers.claim_task(s, actor_id=second_user, task_id=task_id, now=vn(2026, 11, 2, 10))
-            except Exception as exc:  # noqa: BLE001 - the test looks at it
-                second_raised.append(exc)
-
-    claiming = threading.Thread(target=second)
-    claiming.start()
-    wait_for_a_lock_wait(session)
-    go.set()
-    first.join(20)
-    claiming.join(20)
+    second_raised = behind_the_lock(session, factory, first, go, lambda s: dossiers.claim_task(
+        s, actor_id=second_user, task_id=task_id, now=vn(2026, 11, 2, 10)))
     assert not first_raised, first_raised
     fresh(session)
     assert session.get(HumanTask, task_id).assignee_id == office["chuyen_vien"]
@@ -744,23 +724,9 @@ def test_a_completion_that_waited_for_the_sweep_sees_the_step_the_timer_opened(s
     sweeping = threading.Thread(target=lambda: raised.append(timers.run_once(holding, FIRE_AT, kinds=[timers.TIMERS])))
     sweeping.start()
     assert ready.wait(20)
-    outcome = []
-
-    def complete():
-        with factory() as s:
-            try:
-                dossiers.complete_task(s, actor_id=office["chuyen_vien"], task_id=task_b, now=FIRE_AT)
-                outcome.append("completed")
-            except Exception as exc:  # noqa: BLE001 - the test looks at it
-                outcome.append(type(exc).__name__)
-
-    completing = threading.Thread(target=complete)
-    completing.start()
-    wait_for_a_lock_wait(session)
-    go.set()
-    sweeping.join(20)
-    completing.join(20)
+    outcome = behind_the_lock(session, factory, sweeping, go, lambda s: dossiers.complete_task(
+        s, actor_id=office["chuyen_vien"], task_id=task_b, now=FIRE_AT))
     assert raised[0].timers_fired == 1
-    assert outcome == ["completed"]
+    assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
     fresh(session)
     assert steps_of(session, d.id) == [("Task_A", False, False), ("Task_B", False, False), ("Task_C", False, True)]

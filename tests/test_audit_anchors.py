@@ -190,6 +190,28 @@ def test_removing_an_anchor_in_the_middle_breaks_their_chain(session, office, fl
                                                                         (anchors.ANCHOR_MISSING, 2)]
 
 
+def test_a_quick_look_checks_the_newest_anchors_and_their_link_to_the_one_before(session, office, flow, anchor_dir):
+    """`recent` (the admin page): the newest anchors, their link to the anchor before them and the newest
+    files, in constant time after years of anchors; what is older is left to the full verification."""
+    anchors.anchor(session, AT)
+    for i in range(4):
+        receive(session, office, at=vn(2026, 11, 2, 14 + i, 0))
+        anchors.anchor(session, AT + timedelta(hours=3 + i))
+    quick = anchors.verify(session, directory=anchor_dir, heads=False, recent=2)
+    assert quick.ok and (quick.anchors, quick.roots) == (2, 2)
+    session.execute(update(AuditAnchor).where(AuditAnchor.id == 1).values(dossiers=99))  # an old anchor changed
+    session.commit()
+    assert anchors.verify(session, directory=anchor_dir, heads=False, recent=2).ok  # beyond the quick look…
+    assert (anchors.ANCHOR_BROKEN, 1) in reasons(anchors.verify(session, directory=anchor_dir))  # …not the full one
+    session.execute(update(AuditAnchor).where(AuditAnchor.id == 3).values(hash="e" * 64))  # the one before the newest two
+    session.commit()
+    assert (anchors.ANCHOR_BROKEN, 4) in reasons(anchors.verify(session, directory=anchor_dir, heads=False, recent=2))
+    drop_anchor(session, 5)
+    drop_anchor(session, 4)  # the newest removed: the file still names them
+    quick = anchors.verify(session, directory=anchor_dir, heads=False, recent=2)
+    assert (anchors.ANCHOR_MISSING, 4) in reasons(quick) and (anchors.ANCHOR_MISSING, 5) in reasons(quick)
+
+
 def test_a_changed_head_breaks_its_anchors_root(session, office, flow, anchor_dir):
     other = receive(session, office, at=vn(2026, 11, 2, 9, 5))
     anchors.anchor(session, AT)
@@ -592,7 +614,8 @@ def test_the_admin_page_shows_the_anchors_and_what_is_wrong(ui, session, office,
     page = " ".join(admin.get("/quan-tri/nhat-ky").get_data(as_text=True).split())
     assert "Mốc gần nhất: số <strong>1</strong>, lúc 16:45 02/11/2026, niêm phong 1 hồ sơ" in page
     assert made.hash[:16] in page
-    assert "Chuỗi 1 mốc niêm phong toàn vẹn; mã tổng của 1 mốc gần nhất khớp; 1 dòng trong 1 tệp mốc khớp" in page
+    assert ("1 mốc niêm phong gần nhất toàn vẹn và nối đúng chuỗi; mã tổng của 1 mốc khớp; 1 dòng trong 1 tệp mốc "
+            "mới nhất khớp với các mốc") in page
     cut_back(session, flow, n - 1)
     page = admin.get("/quan-tri/nhat-ky").get_data(as_text=True)
     assert "1 hồ sơ có nhật ký không toàn vẹn" in page

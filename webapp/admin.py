@@ -342,7 +342,7 @@ AUDIT_BATCH = 500            # dossiers verified per query
 AUDIT_BUDGET_SECONDS = 2.0   # one page runs batches until this much time has passed…
 AUDIT_MAX_BATCHES = 20       # …or this many (10 000 dossiers); the page links to the next ones
 AUDIT_SHOWN = 200            # broken logs listed on one page at most
-AUDIT_ROOTS_CHECKED = 12     # anchors whose root the page recomputes (the newest: an hour at the default pace)
+AUDIT_ROOTS_CHECKED = 12     # anchors the page checks (the newest: an hour at the default pace; all: the CLI)
 
 AUDIT_REASON_VI = {
     audit.GAP: "thiếu sự kiện ở giữa nhật ký",
@@ -426,11 +426,12 @@ def audit_page(actor):
 
 
 def anchor_status(s):
-    """The anchors of the audit logs, on the check's first page: the latest, and whether the anchors' own chain,
-    the newest ones' roots and the anchor files verify (the dossiers' anchored heads are checked with their
-    logs above; a dossier removed altogether, by `motcua audit verify`)."""
+    """The anchors of the audit logs, on the check's first page: the latest, and whether the newest ones (their
+    chain, roots and lines in the two newest anchor files) verify, in the same time after years of anchors
+    (the dossiers' anchored heads are checked with their logs above; every anchor, every file and a dossier
+    removed altogether, by `motcua audit verify`)."""
     directory = config.audit_anchor_dir(s.get_bind().url.render_as_string(hide_password=True))
-    verdict = anchors.verify(s, directory=directory, heads=False, roots_limit=AUDIT_ROOTS_CHECKED)
+    verdict = anchors.verify(s, directory=directory, heads=False, recent=AUDIT_ROOTS_CHECKED)
     s.rollback()
     return {"verdict": verdict, "directory": directory,
             "failures": [(f, ANCHOR_REASON_VI[f.reason]) for f in verdict.failures[:AUDIT_SHOWN]]}

@@ -246,7 +246,9 @@ def audit_anchor():
         except anchors.AnchorFileError as exc:
             if exc.anchor is not None:
                 click.echo(_anchor_line(exc.anchor))
-            click.echo(f"error: {exc} (in {directory}); the next anchoring writes the missing lines", err=True)
+            then = ("" if isinstance(exc.cause, anchors.FilesAhead)
+                    else "; the next anchoring writes the missing lines")
+            click.echo(f"error: {exc} (in {directory}){then}", err=True)
             sys.exit(1)
         if made is not None:
             click.echo(_anchor_line(made))

@@ -34,6 +34,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,9 +43,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import Integer, and_, func, insert, literal, or_, select, text, update
+from sqlalchemy import Integer, and_, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from engine import clock, config
 from engine.dossiers import audit, outbox
@@ -61,6 +62,7 @@ SETTLE_SECONDS = 10.0   # how long an anchoring waits for the transactions writi
 SETTLE_POLL = 0.01
 TAIL_BYTES = 65536      # what is read from the end of a file to find its last line
 _ROOT_PREFIX = b"motcua audit anchor root v1\n"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 # Why a verification fails (reason codes, stable for the CLI and the screens).
 TRUNCATED, ANCHOR_MISSING, ANCHOR_MISMATCH, ANCHOR_BROKEN, ROOT_MISMATCH, FILE_INVALID = (
@@ -80,7 +82,8 @@ class AnchorDeferred(RuntimeError):
 
 
 class AnchorFileError(RuntimeError):
-    """The anchor was committed but its line could not be written; the next anchoring writes it."""
+    """The anchor was committed but its line could not be written; the next anchoring writes it (unless the
+    cause is `FilesAhead`: the files end at an anchor the database does not hold as they do)."""
 
     def __init__(self, anchor: Anchor | None, cause: OSError):
         super().__init__(f"cannot write the anchor files: {cause}")
@@ -146,6 +149,16 @@ def latest(session: Session) -> Anchor | None:
 
 
 # --- anchoring -----------------------------------------------------------------------------------
+def unsealed_events(session: Session) -> bool:
+    """Whether audit events were written since the latest anchor (read only)."""
+    try:
+        newest = session.scalar(select(func.max(AuditEvent.id)))
+        sealed = session.scalar(select(func.max(AuditAnchor.up_to_event_id)))
+    finally:
+        session.rollback()
+    return (newest or 0) > (sealed or 0)
+
+
 def anchor(session: Session, now: datetime | None = None, *, directory: Path | None = None) -> Anchor | None:
     """Seal the heads of the dossiers whose logs grew since the previous anchor (one transaction), then
     append every anchor not yet in the files to them. None when there was nothing new, or another process
@@ -185,8 +198,21 @@ def _anchor(session: Session, conn: Connection, key: bytes, now: datetime) -> An
     # events are written under its row lock, so their ids rise with their seq).
     grown = (select(AuditEvent.dossier_id, func.max(AuditEvent.seq).label("seq"))
              .where(AuditEvent.id > after, AuditEvent.id <= up_to).group_by(AuditEvent.dossier_id).subquery())
+    # Never seal a log that no longer holds its previously sealed head (cut back below it, the event
+    # replaced or renumbered): the new head would launder the cut. Such a dossier keeps its old head as its
+    # latest, so every check keeps reporting it.
+    previous, event = aliased(AuditAnchorHead), aliased(AuditEvent)
+    last_sealed = (select(func.max(AuditAnchorHead.anchor_id))
+                   .where(AuditAnchorHead.dossier_id == grown.c.dossier_id, AuditAnchorHead.anchor_id < anchor_id)
+                   .scalar_subquery())
+    broken = (select(literal(1)).select_from(previous)
+              .outerjoin(event, and_(event.dossier_id == previous.dossier_id, event.seq == previous.seq))
+              .where(previous.dossier_id == grown.c.dossier_id, previous.anchor_id == last_sealed,
+                     event.hash.is_(None) | (event.hash != previous.head) | (previous.seq > grown.c.seq))
+              .exists())
     heads = (select(literal(anchor_id, Integer), AuditEvent.dossier_id, AuditEvent.seq, AuditEvent.hash)
-             .join(grown, and_(AuditEvent.dossier_id == grown.c.dossier_id, AuditEvent.seq == grown.c.seq)))
+             .join(grown, and_(AuditEvent.dossier_id == grown.c.dossier_id, AuditEvent.seq == grown.c.seq))
+             .where(~broken))
     conn.execute(insert(AuditAnchorHead).from_select(["anchor_id", "dossier_id", "seq", "head"], heads))
     mac, count = _root_mac(key), 0
     rows = conn.execute(select(AuditAnchorHead.dossier_id, AuditAnchorHead.seq, AuditAnchorHead.head)
@@ -208,6 +234,7 @@ def _anchor(session: Session, conn: Connection, key: bytes, now: datetime) -> An
 
 
 _WRITERS = text("SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND relation = 'audit_events'::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()")
 
 
@@ -241,8 +268,9 @@ def _files(directory: Path) -> list[Path]:
                   if p.name.startswith(FILE_PREFIX) and p.name.endswith(FILE_SUFFIX) and p.is_file())
 
 
-def _last_id(path: Path) -> int:
-    """The id of the last readable line of an anchor file (0: none)."""
+def _last_record(key: bytes, path: Path) -> dict | None:
+    """The last line of an anchor file that verifies with the key (None: none does). A line that is not
+    ours — another installation's, or a forged `{"id": 999999999}` — must not stop the writer."""
     with open(path, "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
         for start in (max(0, size - TAIL_BYTES), 0):
@@ -251,12 +279,13 @@ def _last_id(path: Path) -> int:
             if start > 0:
                 lines = lines[1:]  # the first may be cut
             for line in reversed(lines):
-                anchor_id = _line_id(line)
-                if anchor_id is not None:
-                    return anchor_id
+                if line.strip():
+                    record = _parse_line(key, line)
+                    if isinstance(record, dict):
+                        return record
             if start == 0:
                 break
-    return 0
+    return None
 
 
 def _line_id(line: bytes) -> int | None:
@@ -268,9 +297,14 @@ def _line_id(line: bytes) -> int | None:
     return anchor_id if isinstance(anchor_id, int) and not isinstance(anchor_id, bool) else None
 
 
-def exported_up_to(directory: Path) -> int:
-    """The highest anchor id the files hold (0: none): each file is appended in id order."""
-    return max((_last_id(p) for p in _files(directory)), default=0)
+def _files_end(key: bytes, directory: Path) -> dict | None:
+    """The newest anchor the files hold (a verified line; None: none): each file is appended in id order."""
+    ends = [r for r in (_last_record(key, p) for p in _files(directory)) if r is not None]
+    return max(ends, key=lambda r: r["id"], default=None)
+
+
+class FilesAhead(OSError):
+    """The files end at an anchor the database does not have, or holds differently (a restore from backup)."""
 
 
 @contextmanager
@@ -293,6 +327,7 @@ def export(session: Session, directory: Path | None = None, *, batch: int = 1000
     of its month, fsync'd); returns the lines written. Skipped (0) while another process anchors or
     writes on PostgreSQL: that one writes them."""
     directory = Path(directory or config.audit_anchor_dir(_url(session)))
+    key = config.audit_key()
     if session.in_transaction():
         session.rollback()
     written = 0
@@ -302,7 +337,15 @@ def export(session: Session, directory: Path | None = None, *, batch: int = 1000
             return 0
         directory.mkdir(parents=True, exist_ok=True)
         with _directory_lock(directory):
-            after = exported_up_to(directory)
+            end = _files_end(key, directory)
+            after = end["id"] if end is not None else 0
+            if end is not None:
+                held = conn.scalar(select(AuditAnchor.hash).where(AuditAnchor.id == after))
+                if held != end["hash"]:
+                    raise FilesAhead(
+                        f"the anchor files end at anchor {after}, which the database "
+                        + ("does not have" if held is None else "holds differently")
+                        + " (restored from a backup?): move the files aside and anchor again")
             while True:
                 rows = conn.execute(select(*_COLUMNS).where(AuditAnchor.id > after)
                                     .order_by(AuditAnchor.id).limit(batch)).all()
@@ -330,9 +373,13 @@ def _append(path: Path, lines: list[bytes]) -> None:
         if size and _last_byte(path, size) != b"\n":
             data = b"\n" + data  # a line cut by a crash stays a line of its own, not glued to this one
         view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)  # a full disk leaves no half line behind (verify would fail on it forever)
+            raise
     finally:
         os.close(fd)
     if new:  # the new file's name must survive a crash too
@@ -423,25 +470,36 @@ def _read_files(key: bytes, directory: Path, verdict: AnchorVerdict,
     """Every readable, self-consistent line of the anchor files (the `newest` so many files only, when
     given) by anchor id (the first line of each id)."""
     found: dict[int, tuple[dict, str]] = {}
-    paths = _files(directory)
+    try:
+        paths = _files(directory)
+    except OSError as exc:  # a failing disk, a stale mount, a directory this user may not read
+        verdict.failures.append(AnchorFailure(FILE_INVALID, detail=f"{directory}: cannot be read: {exc}"))
+        return found
     for path in paths[-newest:] if newest else paths:
         verdict.files += 1
-        with open(path, "rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    continue
-                verdict.lines += 1
-                where = f"{path.name} line {number}"
-                record = _parse_line(key, raw)
-                if isinstance(record, str):
-                    verdict.failures.append(AnchorFailure(FILE_INVALID, _line_id(raw), detail=f"{where}: {record}"))
-                    continue
-                verdict.exported_up_to = max(verdict.exported_up_to, record["id"])
-                if record["id"] in found and found[record["id"]][0]["hash"] != record["hash"]:
-                    verdict.failures.append(AnchorFailure(ANCHOR_MISMATCH, record["id"], detail=(
-                        f"{where} differs from {found[record['id']][1]} for the same anchor")))
-                found.setdefault(record["id"], (record, where))
+        try:
+            _read_file(key, path, verdict, found)
+        except OSError as exc:
+            verdict.failures.append(AnchorFailure(FILE_INVALID, detail=f"{path.name}: cannot be read: {exc}"))
     return found
+
+
+def _read_file(key: bytes, path: Path, verdict: AnchorVerdict, found: dict[int, tuple[dict, str]]) -> None:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            verdict.lines += 1
+            where = f"{path.name} line {number}"
+            record = _parse_line(key, raw)
+            if isinstance(record, str):
+                verdict.failures.append(AnchorFailure(FILE_INVALID, _line_id(raw), detail=f"{where}: {record}"))
+                continue
+            verdict.exported_up_to = max(verdict.exported_up_to, record["id"])
+            if record["id"] in found and found[record["id"]][0]["hash"] != record["hash"]:
+                verdict.failures.append(AnchorFailure(ANCHOR_MISMATCH, record["id"], detail=(
+                    f"{where} differs from {found[record['id']][1]} for the same anchor")))
+            found.setdefault(record["id"], (record, where))
 
 
 def _parse_line(key: bytes, raw: bytes) -> dict | str:
@@ -534,42 +592,46 @@ def _check_roots(session, key, top, batch, roots_limit, verdict) -> None:
         lambda after: select(AuditAnchorHead.anchor_id, AuditAnchorHead.dossier_id, AuditAnchorHead.seq,
                              AuditAnchorHead.head)
         .where(AuditAnchorHead.anchor_id <= top,
-               or_(AuditAnchorHead.anchor_id > after[0],
-                   and_(AuditAnchorHead.anchor_id == after[0], AuditAnchorHead.dossier_id > after[1])))
+               tuple_(AuditAnchorHead.anchor_id, AuditAnchorHead.dossier_id) > tuple_(after[0], after[1]))
         .order_by(AuditAnchorHead.anchor_id, AuditAnchorHead.dossier_id),
         (first - 1, 0), batch, lambda r: (r.anchor_id, r.dossier_id))
     pending = next(head_rows, None)
     for row in anchors:
-        mac, count = _root_mac(key), 0
+        mac, count, malformed = _root_mac(key), 0, False
         while pending is not None and pending.anchor_id <= row.id:
             if pending.anchor_id == row.id:
+                # A head is 64 hex digits: a longer one could hide a removed neighbour's line in the root's bytes.
+                malformed |= _HEX64.fullmatch(pending.head or "") is None
                 _add_head(mac, pending.dossier_id, pending.seq, pending.head)
                 count += 1
             pending = next(head_rows, None)
         verdict.roots += 1
-        if not hmac.compare_digest(mac.hexdigest(), row.root):
+        if malformed or count != row.dossiers or not hmac.compare_digest(mac.hexdigest(), row.root):
             verdict.failures.append(AnchorFailure(ROOT_MISMATCH, row.id, detail=(
                 f"anchor {row.id} sealed {row.dossiers} dossiers' heads; the {count} recorded now do not match "
                 "its root: a head was changed, added or removed")))
 
 
 def _check_heads(session, top, batch, verdict) -> None:
+    """Every anchored head, not only each dossier's latest: a log cut back below an older anchor and then
+    sealed again (before anchoring refused to) still shows. The first failing anchor per dossier is reported."""
     def query(after):
-        latest_ = (select(AuditAnchorHead.dossier_id, func.max(AuditAnchorHead.anchor_id).label("anchor_id"))
-                   .where(AuditAnchorHead.dossier_id > after, AuditAnchorHead.anchor_id <= top)
-                   .group_by(AuditAnchorHead.dossier_id).order_by(AuditAnchorHead.dossier_id).limit(batch).subquery())
-        return (select(latest_.c.dossier_id, latest_.c.anchor_id, AuditAnchorHead.seq, AuditAnchorHead.head,
-                       Dossier.code, Dossier.audit_seq, AuditEvent.hash)
-                .select_from(latest_)
-                .join(AuditAnchorHead, and_(AuditAnchorHead.dossier_id == latest_.c.dossier_id,
-                                            AuditAnchorHead.anchor_id == latest_.c.anchor_id))
-                .outerjoin(Dossier, Dossier.id == latest_.c.dossier_id)
-                .outerjoin(AuditEvent, and_(AuditEvent.dossier_id == latest_.c.dossier_id,
+        return (select(AuditAnchorHead.dossier_id, AuditAnchorHead.anchor_id, AuditAnchorHead.seq,
+                       AuditAnchorHead.head, Dossier.code, Dossier.audit_seq, AuditEvent.hash)
+                .outerjoin(Dossier, Dossier.id == AuditAnchorHead.dossier_id)
+                .outerjoin(AuditEvent, and_(AuditEvent.dossier_id == AuditAnchorHead.dossier_id,
                                             AuditEvent.seq == AuditAnchorHead.seq))
-                .order_by(latest_.c.dossier_id))
+                .where(AuditAnchorHead.anchor_id <= top,
+                       tuple_(AuditAnchorHead.dossier_id, AuditAnchorHead.anchor_id) > tuple_(after[0], after[1]))
+                .order_by(AuditAnchorHead.dossier_id, AuditAnchorHead.anchor_id))
 
-    for row in _batches(session, query, 0, batch, lambda r: r.dossier_id):
-        verdict.heads += 1
+    reported, last_dossier = set(), None
+    for row in _batches(session, query, (0, 0), batch, lambda r: (r.dossier_id, r.anchor_id)):
+        if row.dossier_id != last_dossier:
+            verdict.heads += 1
+            last_dossier = row.dossier_id
+        if row.dossier_id in reported:
+            continue
         problems = []
         if row.code is None:
             problems.append("the dossier was removed, its log with it")
@@ -580,5 +642,6 @@ def _check_heads(session, top, batch, verdict) -> None:
         if row.code is not None and row.audit_seq < row.seq:
             problems.append(f"the head recorded on the dossier was set back to event {row.audit_seq}")
         if problems:
+            reported.add(row.dossier_id)
             verdict.failures.append(AnchorFailure(TRUNCATED, row.anchor_id, row.dossier_id, row.code, row.seq, (
                 f"events recorded at anchor {row.anchor_id} are missing: {', and '.join(problems)}")))

@@ -29,6 +29,7 @@ by the wait within `STOP_CHECK` seconds; the batch in hand is finished and commi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -141,6 +142,8 @@ class TimerWorker:
         self.anchor_dir = anchor_dir
         self.anchors_made = 0
         self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every) if self.anchor_every else None
+        self._anchoring: threading.Thread | None = None
+        self._last_anchored: float | None = None  # monotonic time of the last anchor made (or of the first try)
 
     def stop(self) -> None:
         self._stopping = True
@@ -181,6 +184,8 @@ class TimerWorker:
         finally:
             if self.listener is not None:
                 self.listener.close()
+            if self._anchoring is not None:
+                self._anchoring.join()  # an anchoring in hand ends (within anchors.SETTLE_SECONDS) before the worker
         return self.totals
 
     def _cycle(self) -> datetime | None:
@@ -215,9 +220,37 @@ class TimerWorker:
         return wake
 
     def _anchor_if_due(self) -> None:
-        """Anchor the audit chains when the interval has passed; a failure is logged, never raised."""
+        """Anchor the audit chains when the interval has passed, in a thread of its own: an anchoring waits
+        for the transactions writing audit events (up to anchors.SETTLE_SECONDS), and the timers must not
+        wait with it. One at a time."""
         if self._anchor_at is None or self._stopping or clock.now() < self._anchor_at:
             return
+        if self._anchoring is not None and self._anchoring.is_alive():
+            return
+        self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every)  # a failure sets its retry sooner
+        self._anchoring = threading.Thread(target=self._anchor, name="audit-anchoring", daemon=True)
+        self._anchoring.start()
+
+    def _anchor(self) -> None:
+        """One anchoring; a failure is logged, never raised. Says so when no anchor has been made for three
+        intervals although events wait to be sealed (another process holds the anchoring lock, or fails)."""
+        made = self._anchor_once()
+        now = time.monotonic()
+        if made is not None or self._last_anchored is None:
+            self._last_anchored = now
+            return
+        if now - self._last_anchored > 3 * self.anchor_every and self._events_wait():
+            log.warning("no audit anchor made for %.0f s although events wait to be sealed: another process holds "
+                        "the anchoring lock, or anchoring fails", now - self._last_anchored)
+
+    def _events_wait(self) -> bool:
+        try:
+            with self.factory() as session:
+                return anchors.unsealed_events(session)
+        except Exception:  # noqa: BLE001 — only a warning depends on it
+            return True
+
+    def _anchor_once(self):
         retry = timedelta(seconds=min(self.anchor_every, ANCHOR_RETRY))
         try:
             with self.factory() as session:
@@ -226,11 +259,12 @@ class TimerWorker:
             log.warning("anchoring the audit chains failed (%s: %s); trying again in %.0f s",
                         exc.__class__.__name__, exc, retry.total_seconds())
             self._anchor_at = clock.now() + retry
-            return
+            return None
         if made is not None:
             self.anchors_made += 1
             log.info("audit anchor %d: %d dossiers, events up to %d", made.id, made.dossiers, made.up_to_event_id)
         self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every)
+        return made
 
     def _due_times(self) -> dict[str, datetime | None]:
         with self.factory() as session:

@@ -313,10 +313,15 @@ def audit_verify(code, batch):
                f"{verdict.files} files of {directory}) checked: "
                + (f"{len(verdict.failures)} problem{'s' if len(verdict.failures) > 1 else ''}" if verdict.failures
                   else "intact"))
-    for first, last in verdict.unexported[:10]:
+    no_files = verdict.latest is not None and verdict.files == 0
+    if no_files:  # a wrong MOTCUA_AUDIT_ANCHOR_DIR would otherwise switch the files' protection off silently
+        click.echo(f"error: the database has {verdict.latest.id} anchors but {directory} holds no anchor file: the "
+                   "anchors are not kept outside the database here (is MOTCUA_AUDIT_ANCHOR_DIR the workers' "
+                   "directory?)", err=True)
+    for first, last in verdict.unexported[:10] if not no_files else []:
         click.echo(f"warning: anchors {first}–{last} are in no anchor file"
                    + (" yet (the next anchoring writes them)" if first > verdict.exported_up_to else ""), err=True)
-    sys.exit(1 if broken or verdict.failures else 0)
+    sys.exit(1 if broken or verdict.failures or no_files else 0)
 
 
 def _require_audit_key():

@@ -475,6 +475,17 @@ def test_cli_anchor_and_verify(session, office, flow, db_url, monkeypatch, ancho
     assert "anchor 1: anchor_missing" in hidden.output
 
 
+def test_cli_verify_fails_when_the_anchor_directory_holds_no_file(session, office, flow, db_url, monkeypatch,
+                                                                   tmp_path):
+    """A wrong MOTCUA_AUDIT_ANCHOR_DIR (not the workers' directory) must not switch the files' protection off
+    with nothing but warnings."""
+    assert cli(["audit", "anchor"], db_url, monkeypatch).exit_code == 0
+    monkeypatch.setenv("MOTCUA_AUDIT_ANCHOR_DIR", str(tmp_path / "elsewhere"))
+    result = cli(["audit", "verify"], db_url, monkeypatch)
+    assert result.exit_code == 1, result.output
+    assert "holds no anchor file" in result.output and "every audit log intact" in result.output
+
+
 def test_cli_anchor_reports_a_file_it_cannot_write(session, office, flow, db_url, monkeypatch, tmp_path):
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")

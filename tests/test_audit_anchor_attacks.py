@@ -1,4 +1,4 @@
-"""Review of the audit anchors (engine/dossiers/anchors.py): attacks by someone with write access to the
+"""The audit anchors (engine/dossiers/anchors.py) against attacks by someone with write access to the
 database (not the key, not the anchor files), failures of the files, concurrency and time. On SQLite and
 PostgreSQL."""
 from __future__ import annotations

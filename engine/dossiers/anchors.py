@@ -165,7 +165,6 @@ def anchor(session: Session, now: datetime | None = None, *, directory: Path | N
     is anchoring now (PostgreSQL). Raises AnchorDeferred when transactions writing audit events did not end
     within SETTLE_SECONDS (nothing written), AnchorFileError when the anchor was committed but the files
     could not be written (the next call writes the line)."""
-    now = _utc_ms(now or clock.now())
     key = config.audit_key()
     begin_write(session)
     try:
@@ -185,10 +184,11 @@ def anchor(session: Session, now: datetime | None = None, *, directory: Path | N
     return made
 
 
-def _anchor(session: Session, conn: Connection, key: bytes, now: datetime) -> Anchor | None:
+def _anchor(session: Session, conn: Connection, key: bytes, given: datetime | None) -> Anchor | None:
     prev = conn.execute(select(*_COLUMNS).order_by(AuditAnchor.id.desc()).limit(1)).first()
     after = prev.up_to_event_id if prev is not None else 0
     up_to = _settled_max_event_id(conn)
+    now = _utc_ms(given or clock.now())  # after the wait for writers: no event it covers is later than it
     if up_to is None or up_to <= after:
         return None
     anchor_id, prev_hash = (prev.id + 1, prev.hash) if prev is not None else (1, audit.GENESIS)
@@ -249,7 +249,7 @@ def _settled_max_event_id(conn: Connection) -> int | None:
     deadline = time.monotonic() + SETTLE_SECONDS
     while waiting:
         if time.monotonic() > deadline:
-            raise AnchorDeferred(f"{len(waiting)} transactions writing audit events did not end within "
+            raise AnchorDeferred(f"{len(waiting)} transaction(s) writing audit events did not end within "
                                  f"{SETTLE_SECONDS:g} s; nothing anchored")
         time.sleep(SETTLE_POLL)
         waiting &= set(conn.scalars(_WRITERS))

@@ -313,6 +313,10 @@ def audit_verify(code, batch):
                f"{verdict.files} files of {directory}) checked: "
                + (f"{len(verdict.failures)} problem{'s' if len(verdict.failures) > 1 else ''}" if verdict.failures
                   else "intact"))
+    if verdict.overdue(clock.now(), config.audit_anchor_seconds()):
+        click.echo(f"warning: events written since {clock.local(verdict.unsealed_since):%H:%M %d/%m/%Y} are in no "
+                   "anchor yet, more than three anchoring intervals: no timer worker anchors, or another process "
+                   "holds the anchoring lock", err=True)
     no_files = verdict.latest is not None and verdict.files == 0
     if no_files:  # a wrong MOTCUA_AUDIT_ANCHOR_DIR would otherwise switch the files' protection off silently
         click.echo(f"error: the database has {verdict.latest.id} anchors but {directory} holds no anchor file: the "

@@ -652,3 +652,25 @@ def test_the_timer_worker_refuses_a_bad_anchoring_interval_with_its_reason(db_ur
     result = CliRunner().invoke(main, ["timers", "run"], catch_exceptions=False)
     assert result.exit_code == 2
     assert "MOTCUA_AUDIT_ANCHOR_SECONDS must be 0 (off) or a number of seconds" in result.output
+
+
+def test_events_left_unsealed_for_three_intervals_are_reported(session, office, flow, anchor_dir, monkeypatch, ui,
+                                                                 db_url):
+    """Someone holding the anchoring lock, or no timer worker running, lets the window the anchors leave open
+    grow without limit: verification says so once events have waited more than three intervals."""
+    anchors.anchor(session, AT)
+    assert anchors.verify(session, directory=anchor_dir).unsealed_since is None
+    advance(session, office, flow, 1, start=AT + timedelta(hours=1))  # an event no anchor covers
+    verdict = anchors.verify(session, directory=anchor_dir)
+    assert verdict.unsealed_since == AT + timedelta(hours=1)
+    assert not verdict.overdue(AT + timedelta(hours=1, minutes=14), 300)
+    assert verdict.overdue(AT + timedelta(hours=1, minutes=16), 300)
+    assert verdict.overdue(AT + timedelta(hours=1, minutes=16), 0)  # anchoring by cron: judged on the default
+    # The admin page and the command line, on today's clock: that event is weeks old.
+    page = " ".join(login(ui, "admin1").get("/quan-tri/nhat-ky").get_data(as_text=True).split())
+    assert "Có sự kiện nhật ký chưa được niêm phong từ 13:00 02/11/2026, quá ba chu kỳ niêm phong" in page
+    result = cli(["audit", "verify"], db_url, monkeypatch)
+    assert "are in no anchor yet, more than three anchoring intervals" in result.output
+    anchors.anchor(session, AT + timedelta(hours=2))
+    page = login(ui, "admin1").get("/quan-tri/nhat-ky").get_data(as_text=True)
+    assert "chưa được niêm phong" not in page

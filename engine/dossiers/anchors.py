@@ -60,6 +60,7 @@ FILE_PREFIX, FILE_SUFFIX = "anchors-", ".jsonl"
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"motcua.audit_anchor").digest()[:8], "big", signed=True)
 SETTLE_SECONDS = 10.0   # how long an anchoring waits for the transactions writing audit events to end
 SETTLE_POLL = 0.01
+DEFAULT_EVERY = 300.0   # the timer worker's default anchoring interval (config.audit_anchor_seconds)
 TAIL_BYTES = 65536      # what is read from the end of a file to find its last line
 _ROOT_PREFIX = b"motcua audit anchor root v1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -149,14 +150,20 @@ def latest(session: Session) -> Anchor | None:
 
 
 # --- anchoring -----------------------------------------------------------------------------------
-def unsealed_events(session: Session) -> bool:
-    """Whether audit events were written since the latest anchor (read only)."""
+def unsealed_since(session: Session) -> datetime | None:
+    """When the oldest audit event no anchor covers yet was written (None: every event is sealed). Read only."""
     try:
-        newest = session.scalar(select(func.max(AuditEvent.id)))
-        sealed = session.scalar(select(func.max(AuditAnchor.up_to_event_id)))
+        sealed = session.scalar(select(func.max(AuditAnchor.up_to_event_id))) or 0
+        first = session.scalar(select(func.min(AuditEvent.id)).where(AuditEvent.id > sealed))
+        at = session.scalar(select(AuditEvent.at).where(AuditEvent.id == first)) if first is not None else None
     finally:
         session.rollback()
-    return (newest or 0) > (sealed or 0)
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def unsealed_events(session: Session) -> bool:
+    """Whether audit events were written since the latest anchor (read only)."""
+    return unsealed_since(session) is not None
 
 
 def anchor(session: Session, now: datetime | None = None, *, directory: Path | None = None) -> Anchor | None:
@@ -425,6 +432,15 @@ class AnchorVerdict:
     exported_up_to: int = 0       # the highest anchor id in the files
     unexported: list[tuple[int, int]] = field(default_factory=list)  # ranges of anchor ids in no file
     failures: list[AnchorFailure] = field(default_factory=list)
+    unsealed_since: datetime | None = None  # when the oldest event no anchor covers yet was written
+
+    def overdue(self, now: datetime, every: float) -> bool:
+        """Whether events have waited more than three anchoring intervals (`every` seconds; 0: anchoring
+        by hand or cron, judged against the default) to be sealed: the window the anchors leave open is
+        growing — no timer worker anchors, or someone holds the anchoring lock."""
+        if self.unsealed_since is None:
+            return False
+        return (now - self.unsealed_since).total_seconds() > 3 * (every or DEFAULT_EVERY)
 
     @property
     def ok(self) -> bool:
@@ -451,6 +467,7 @@ def verify(session: Session, *, directory: Path | None = None, batch: int = 1000
     lines = _read_files(key, directory, verdict, newest=2 if recent else None) if files else {}
     verdict.latest = latest(session)
     session.rollback()
+    verdict.unsealed_since = unsealed_since(session)
     top = verdict.latest.id if verdict.latest is not None else 0
     first = max(1, top - recent + 1) if recent else 1
     lines = {i: line for i, line in lines.items() if i >= first}

@@ -7,7 +7,6 @@ import json
 import math
 import re
 import resource
-import time
 from datetime import date, datetime, timezone
 
 import pytest
@@ -175,10 +174,13 @@ def test_the_safe_subset_still_runs_and_a_condition_is_cheap():
                       'names = ", ".join([applicant["name"], "Trần Thị Bình"])\ncode = "7".zfill(6)', context)
     assert context["fee"] == 75000 and context["line"].endswith("Lệ phí 75000") and context["code"] == "000007"
     assert context["names"] == "Nguyễn Văn An, Trần Thị Bình"
-    t0 = time.perf_counter()
+    # Cheap because a condition is parsed and checked once, then only walked (speed itself is measured by
+    # bench/engine_cycle.py, not asserted here): a thousand evaluations parse it once.
+    safe_eval._parsed_expression.cache_clear()
     for _ in range(1000):
         assert safe_eval.evaluate('decision == "approve"', {"decision": "approve"})
-    assert time.perf_counter() - t0 < 1.0  # ≈ 40 µs each; 1 ms each would show a regression
+    info = safe_eval._parsed_expression.cache_info()
+    assert (info.misses, info.hits) == (1, 999)
 
 
 # --- the runtime: a step beyond a limit fails cleanly ----------------------------------------------------

@@ -264,16 +264,14 @@ class DossierChange:
         kinds = self._emitted or (["status_changed"] if d.status != self._status else [])
         code = aggregate.procedure_code(self.session, d.procedure_id) if kinds else None
         events = [outbox.row(self.session, d, kind, self.now, code) for kind in kinds]
+        notices.queue(self.session, d, kinds, self._status, self.now)
         if sink is not None:
             sink.audit.extend(self._events)
             sink.outbox.extend(events)
+            sink.dossiers.append(d)
         else:
             audit.write(self.session, self._events)
             outbox.write(self.session, events)
-        notices.queue(self.session, d, kinds, self._status, self.now)
-        if sink is not None:
-            sink.dossiers.append(d)
-        else:
             aggregate.save(self.session, d)
 
 

@@ -313,7 +313,7 @@ def audit_verify(code, batch):
                f"{verdict.files} files of {directory}) checked: "
                + (f"{len(verdict.failures)} problem{'s' if len(verdict.failures) > 1 else ''}" if verdict.failures
                   else "intact"))
-    if verdict.overdue(clock.now(), config.audit_anchor_seconds()):
+    if verdict.overdue(clock.now()):
         click.echo(f"warning: events written since {clock.local(verdict.unsealed_since):%H:%M %d/%m/%Y} are in no "
                    "anchor yet, more than three anchoring intervals: no timer worker anchors, or another process "
                    "holds the anchoring lock", err=True)

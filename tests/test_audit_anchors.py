@@ -663,9 +663,13 @@ def test_events_left_unsealed_for_three_intervals_are_reported(session, office, 
     advance(session, office, flow, 1, start=AT + timedelta(hours=1))  # an event no anchor covers
     verdict = anchors.verify(session, directory=anchor_dir)
     assert verdict.unsealed_since == AT + timedelta(hours=1)
-    assert not verdict.overdue(AT + timedelta(hours=1, minutes=14), 300)
-    assert verdict.overdue(AT + timedelta(hours=1, minutes=16), 300)
-    assert verdict.overdue(AT + timedelta(hours=1, minutes=16), 0)  # anchoring by cron: judged on the default
+    since = verdict.unsealed_since
+    assert not anchors.waited_too_long(since, AT + timedelta(hours=1, minutes=14), 300)
+    assert anchors.waited_too_long(since, AT + timedelta(hours=1, minutes=16), 300)
+    assert anchors.waited_too_long(since, AT + timedelta(hours=1, minutes=16), 0)  # by cron: judged on the default
+    monkeypatch.setenv("MOTCUA_AUDIT_ANCHOR_SECONDS", "60")  # the configured interval, by default
+    assert verdict.overdue(AT + timedelta(hours=1, minutes=4)) and not verdict.overdue(AT + timedelta(hours=1, minutes=2))
+    monkeypatch.delenv("MOTCUA_AUDIT_ANCHOR_SECONDS")
     # The admin page and the command line, on today's clock: that event is weeks old.
     page = " ".join(login(ui, "admin1").get("/quan-tri/nhat-ky").get_data(as_text=True).split())
     assert "Có sự kiện nhật ký chưa được niêm phong từ 13:00 02/11/2026, quá ba chu kỳ niêm phong" in page

@@ -152,18 +152,26 @@ def latest(session: Session) -> Anchor | None:
 # --- anchoring -----------------------------------------------------------------------------------
 def unsealed_since(session: Session) -> datetime | None:
     """When the oldest audit event no anchor covers yet was written (None: every event is sealed). Read only."""
+    sealed = select(func.coalesce(func.max(AuditAnchor.up_to_event_id), 0)).scalar_subquery()
     try:
-        sealed = session.scalar(select(func.max(AuditAnchor.up_to_event_id))) or 0
-        first = session.scalar(select(func.min(AuditEvent.id)).where(AuditEvent.id > sealed))
-        at = session.scalar(select(AuditEvent.at).where(AuditEvent.id == first)) if first is not None else None
+        at = session.scalar(select(AuditEvent.at).where(AuditEvent.id > sealed).order_by(AuditEvent.id).limit(1))
     finally:
         session.rollback()
     return at if at is None or at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
 
 
-def unsealed_events(session: Session) -> bool:
-    """Whether audit events were written since the latest anchor (read only)."""
-    return unsealed_since(session) is not None
+def waited_too_long(since: datetime | None, now: datetime, every: float | None = None) -> bool:
+    """Whether events unsealed since `since` have waited more than three anchoring intervals (`every`
+    seconds; by default the configured one; 0, anchoring by hand or cron, is judged on the default): the
+    window the anchors leave open is growing — no timer worker anchors, or someone holds the anchoring lock."""
+    if since is None:
+        return False
+    if every is None:
+        try:
+            every = config.audit_anchor_seconds()
+        except config.ConfigError:
+            every = 0.0  # judged on the default; the worker itself refuses the bad value
+    return (now - since).total_seconds() > 3 * (every or DEFAULT_EVERY)
 
 
 def anchor(session: Session, now: datetime | None = None, *, directory: Path | None = None) -> Anchor | None:
@@ -192,7 +200,7 @@ def anchor(session: Session, now: datetime | None = None, *, directory: Path | N
 
 
 def _anchor(session: Session, conn: Connection, key: bytes, given: datetime | None) -> Anchor | None:
-    prev = conn.execute(select(*_COLUMNS).order_by(AuditAnchor.id.desc()).limit(1)).first()
+    prev = latest(session)
     after = prev.up_to_event_id if prev is not None else 0
     up_to = _settled_max_event_id(conn)
     now = _utc_ms(given or clock.now())  # after the wait for writers: no event it covers is later than it
@@ -434,13 +442,9 @@ class AnchorVerdict:
     failures: list[AnchorFailure] = field(default_factory=list)
     unsealed_since: datetime | None = None  # when the oldest event no anchor covers yet was written
 
-    def overdue(self, now: datetime, every: float) -> bool:
-        """Whether events have waited more than three anchoring intervals (`every` seconds; 0: anchoring
-        by hand or cron, judged against the default) to be sealed: the window the anchors leave open is
-        growing — no timer worker anchors, or someone holds the anchoring lock."""
-        if self.unsealed_since is None:
-            return False
-        return (now - self.unsealed_since).total_seconds() > 3 * (every or DEFAULT_EVERY)
+    def overdue(self, now: datetime) -> bool:
+        """`waited_too_long` for the oldest unsealed event, at the configured interval."""
+        return waited_too_long(self.unsealed_since, now)
 
     @property
     def ok(self) -> bool:

@@ -143,7 +143,6 @@ class TimerWorker:
         self.anchors_made = 0
         self._anchor_at = clock.now() + timedelta(seconds=self.anchor_every) if self.anchor_every else None
         self._anchoring: threading.Thread | None = None
-        self._last_anchored: float | None = None  # monotonic time of the last anchor made (or of the first try)
 
     def stop(self) -> None:
         self._stopping = True
@@ -232,23 +231,18 @@ class TimerWorker:
         self._anchoring.start()
 
     def _anchor(self) -> None:
-        """One anchoring; a failure is logged, never raised. Says so when no anchor has been made for three
-        intervals although events wait to be sealed (another process holds the anchoring lock, or fails)."""
-        made = self._anchor_once()
-        now = time.monotonic()
-        if made is not None or self._last_anchored is None:
-            self._last_anchored = now
+        """One anchoring; a failure is logged, never raised. When it made no anchor, says so if events have
+        waited more than three intervals to be sealed (another process holds the anchoring lock, or fails)."""
+        if self._anchor_once() is not None:
             return
-        if now - self._last_anchored > 3 * self.anchor_every and self._events_wait():
-            log.warning("no audit anchor made for %.0f s although events wait to be sealed: another process holds "
-                        "the anchoring lock, or anchoring fails", now - self._last_anchored)
-
-    def _events_wait(self) -> bool:
         try:
             with self.factory() as session:
-                return anchors.unsealed_events(session)
-        except Exception:  # noqa: BLE001 — only a warning depends on it
-            return True
+                since = anchors.unsealed_since(session)
+        except Exception:  # noqa: BLE001 — only a warning depends on it; the failure was logged above
+            return
+        if anchors.waited_too_long(since, clock.now(), self.anchor_every):
+            log.warning("audit events written since %s wait to be sealed, more than three anchoring intervals: "
+                        "another process holds the anchoring lock, or anchoring fails", since.isoformat())
 
     def _anchor_once(self):
         retry = timedelta(seconds=min(self.anchor_every, ANCHOR_RETRY))

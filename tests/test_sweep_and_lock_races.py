@@ -196,6 +196,18 @@ def assert_intact(session, ids) -> None:
 
 
 # --- boundary timers ------------------------------------------------------------------------------
+def complete_in_turn(session, office, dossier_id: int, roles) -> Dossier:
+    """Complete the dossier's open step of each role in `roles`, in turn (at 12:00 on 2/11); the dossier after."""
+    d = session.get(Dossier, dossier_id)
+    for role in roles:
+        task = open_task(session, d, role)
+        session.rollback()
+        dossiers.complete_task(session, actor_id=office[role], task_id=task.id, now=vn(2026, 11, 2, 12, 0))
+        fresh(session)
+        d = session.get(Dossier, d.id)
+    return d
+
+
 def test_an_interrupting_boundary_timer_withdraws_the_step_and_opens_the_next_in_each_batch(
         session, factory, office, monkeypatch):
     monkeypatch.setattr(timers, "BATCH", 3)
@@ -247,13 +259,7 @@ def test_a_non_interrupting_boundary_timer_keeps_the_step_and_opens_another(sess
     assert timers.run_once(factory, FIRE_AT + timedelta(hours=3), kinds=[timers.TIMERS]).timers_fired == 0
     assert_intact(session, [d.id for d in ds])
     # Both steps can be completed; the dossier finishes with the second one.
-    d = session.get(Dossier, ds[0].id)
-    for role in ("chuyen_vien", "mot_cua"):
-        task = open_task(session, d, role)
-        session.rollback()
-        dossiers.complete_task(session, actor_id=office[role], task_id=task.id, now=vn(2026, 11, 2, 12, 0))
-        fresh(session)
-        d = session.get(Dossier, d.id)
+    d = complete_in_turn(session, office, ds[0].id, ("chuyen_vien", "mot_cua"))
     assert d.status == "result_ready"
     assert_counters_match_a_rebuild(session)
 
@@ -330,13 +336,7 @@ def test_a_timer_before_a_parallel_gateway_opens_both_steps(session, factory, of
                           ("Task_C", "mot_cua", FIRE_AT, after(session, FIRE_AT, "PT2H"))]
         assert kinds_of(session, d.id)[-3:] == ["timer_fired", "task_started", "task_started"]
     assert_intact(session, [d.id for d in ds])
-    d = session.get(Dossier, ds[0].id)
-    for role in ("mot_cua", "chuyen_vien"):
-        task = open_task(session, d, role)
-        session.rollback()
-        dossiers.complete_task(session, actor_id=office[role], task_id=task.id, now=vn(2026, 11, 2, 12, 0))
-        fresh(session)
-        d = session.get(Dossier, d.id)
+    d = complete_in_turn(session, office, ds[0].id, ("mot_cua", "chuyen_vien"))
     assert d.status == "result_ready" and d.steps_result == "on_time"
     assert_counters_match_a_rebuild(session)
 

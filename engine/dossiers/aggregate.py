@@ -149,20 +149,13 @@ def insert_dossier(session: Session, values: dict) -> Record:
 
 def save(session: Session, dossier: Record) -> None:
     """Write what changed on the locked dossier, bumping its version."""
-    changes = dossier.changes()
-    if not changes:
-        return
-    rowcount = _UPDATE_DOSSIER.run(connection(session), {
-        **changes, "lock_version": dossier.lock_version + 1, "_id": dossier.id, "_version": dossier.lock_version})
-    if rowcount != 1:  # cannot happen under the row lock; refuse rather than overwrite
-        raise Conflict(f"dossier {dossier.code} was changed concurrently; try again")
-    dossier.lock_version += 1
-    dossier.saved()
+    save_many(session, [dossier])
 
 
 def save_many(session: Session, dossiers: list[Record]) -> None:
-    """`save` for several locked dossiers: one batched UPDATE per set of changed columns (psycopg sends
-    a batch in one pipeline), the version guard checked on the total of rows written."""
+    """Write what changed on each locked dossier, bumping its version: one UPDATE per set of changed
+    columns (several rows: one batch, which psycopg sends in one pipeline; one row: a plain execute), under
+    the version guard, checked on the total of rows written."""
     groups: dict[frozenset, list[tuple[Record, dict]]] = {}
     for dossier in dossiers:
         changes = dossier.changes()
@@ -174,7 +167,8 @@ def save_many(session: Session, dossiers: list[Record]) -> None:
             {**changes, "lock_version": d.lock_version + 1, "_id": d.id, "_version": d.lock_version}
             for d, changes in group])
         if rowcount != len(group):  # cannot happen under the row locks; refuse rather than overwrite
-            raise Conflict(f"{len(group) - rowcount} of {len(group)} dossiers were changed concurrently; try again")
+            raise Conflict(f"dossier {group[0][0].code} was changed concurrently; try again" if len(group) == 1
+                           else f"{len(group) - rowcount} of {len(group)} dossiers were changed concurrently; try again")
         for d, _ in group:
             d.lock_version += 1
             d.saved()

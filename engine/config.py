@@ -55,10 +55,14 @@ def _database_name(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+AUDIT_ANCHOR_SECONDS = 300.0  # the default of MOTCUA_AUDIT_ANCHOR_SECONDS
+
+
 def audit_anchor_seconds() -> float:
-    """How often the timer worker anchors the audit chains: MOTCUA_AUDIT_ANCHOR_SECONDS (default 300; 0 turns
-    the worker's anchoring off, for an installation that runs `motcua audit anchor` from cron instead)."""
-    value = os.environ.get("MOTCUA_AUDIT_ANCHOR_SECONDS") or "300"
+    """How often the timer worker anchors the audit chains: MOTCUA_AUDIT_ANCHOR_SECONDS (default
+    AUDIT_ANCHOR_SECONDS; 0 turns the worker's anchoring off, for an installation that runs `motcua audit
+    anchor` from cron instead)."""
+    value = os.environ.get("MOTCUA_AUDIT_ANCHOR_SECONDS") or str(AUDIT_ANCHOR_SECONDS)
     try:
         seconds = float(value)
     except ValueError:

@@ -60,7 +60,6 @@ FILE_PREFIX, FILE_SUFFIX = "anchors-", ".jsonl"
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"motcua.audit_anchor").digest()[:8], "big", signed=True)
 SETTLE_SECONDS = 10.0   # how long an anchoring waits for the transactions writing audit events to end
 SETTLE_POLL = 0.01
-DEFAULT_EVERY = 300.0   # the timer worker's default anchoring interval (config.audit_anchor_seconds)
 TAIL_BYTES = 65536      # what is read from the end of a file to find its last line
 _ROOT_PREFIX = b"motcua audit anchor root v1\n"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -171,7 +170,7 @@ def waited_too_long(since: datetime | None, now: datetime, every: float | None =
             every = config.audit_anchor_seconds()
         except config.ConfigError:
             every = 0.0  # judged on the default; the worker itself refuses the bad value
-    return (now - since).total_seconds() > 3 * (every or DEFAULT_EVERY)
+    return (now - since).total_seconds() > 3 * (every or config.AUDIT_ANCHOR_SECONDS)
 
 
 def anchor(session: Session, now: datetime | None = None, *, directory: Path | None = None) -> Anchor | None:

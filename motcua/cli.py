@@ -230,14 +230,11 @@ def audit_anchor():
     """Anchor the audit chains now: seal the heads of the dossiers whose logs grew since the last anchor,
     and append every anchor not yet in the anchor files to them (the timer worker does this every
     MOTCUA_AUDIT_ANCHOR_SECONDS). Exit status 1 when nothing could be anchored or written."""
-    from sqlalchemy import func, select
-
     from engine.dossiers import anchors
-    from engine.store.models import AuditEvent
 
     _require_audit_key()
-    directory = config.audit_anchor_dir()
     with _factory()() as session:
+        directory = anchors.directory_for(session)
         try:
             made = anchors.anchor(session, directory=directory)
         except anchors.AnchorDeferred as exc:
@@ -254,9 +251,8 @@ def audit_anchor():
             click.echo(_anchor_line(made))
             click.echo(f"written to {directory / anchors.file_name(made.created_at)}")
             return
-        last = anchors.latest(session)
-        newest_event = session.scalar(select(func.max(AuditEvent.id)))
-    if (newest_event or 0) > (last.up_to_event_id if last is not None else 0):
+        last, waiting = anchors.latest(session), anchors.unsealed_since(session) is not None
+    if waiting:
         click.echo("another process is anchoring at this moment: nothing done here")
     else:
         click.echo("nothing new to anchor" + (f" since anchor {last.id} ({clock.local(last.created_at):%H:%M %d/%m/%Y})"
@@ -303,7 +299,7 @@ def audit_verify(code, batch):
             for failure in result.failures:
                 click.echo(failure.line())
                 broken += 1
-        directory = config.audit_anchor_dir()
+        directory = anchors.directory_for(session)
         verdict = anchors.verify(session, directory=directory, batch=batch)
     click.echo(f"{checked} dossiers ({events} events) checked: "
                + (f"{broken} with a broken audit log" if broken else "every audit log intact"))

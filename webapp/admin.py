@@ -9,7 +9,7 @@ from datetime import date
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from engine import catalog, clock, config
+from engine import catalog, clock
 from engine.access import policy
 from engine.catalog import calendar as law_calendar
 from engine.dossiers import anchors, audit
@@ -430,7 +430,7 @@ def anchor_status(s):
     chain, roots and lines in the two newest anchor files) verify, in the same time after years of anchors
     (the dossiers' anchored heads are checked with their logs above; every anchor, every file and a dossier
     removed altogether, by `motcua audit verify`)."""
-    directory = config.audit_anchor_dir(s.get_bind().url.render_as_string(hide_password=True))
+    directory = anchors.directory_for(s)
     verdict = anchors.verify(s, directory=directory, heads=False, recent=AUDIT_ROOTS_CHECKED)
     s.rollback()
     return {"verdict": verdict, "directory": directory, "overdue": verdict.overdue(clock.now()),

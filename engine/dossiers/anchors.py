@@ -332,15 +332,16 @@ def _directory_lock(directory: Path):
         os.close(fd)
 
 
-def _url(session: Session) -> str:
-    return session.get_bind().url.render_as_string(hide_password=True)
+def directory_for(session: Session) -> Path:
+    """The anchor files' directory of the session's database (config.audit_anchor_dir)."""
+    return config.audit_anchor_dir(session.get_bind().url.render_as_string(hide_password=True))
 
 
 def export(session: Session, directory: Path | None = None, *, batch: int = 1000) -> int:
     """Append to the anchor files every anchor newer than their last line (in id order, each to the file
     of its month, fsync'd); returns the lines written. Skipped (0) while another process anchors or
     writes on PostgreSQL: that one writes them."""
-    directory = Path(directory or config.audit_anchor_dir(_url(session)))
+    directory = Path(directory or directory_for(session))
     key = config.audit_key()
     if session.in_transaction():
         session.rollback()
@@ -465,7 +466,7 @@ def verify(session: Session, *, directory: Path | None = None, batch: int = 1000
     after years of anchors (one every 5 minutes is 105,000 a year); `motcua audit verify` checks them all.
     Anchors made while it runs are left for the next verification."""
     key = config.audit_key()
-    directory = Path(directory or config.audit_anchor_dir(_url(session)))
+    directory = Path(directory or directory_for(session))
     verdict = AnchorVerdict()
     lines = _read_files(key, directory, verdict, newest=2 if recent else None) if files else {}
     verdict.latest = latest(session)
